@@ -1,0 +1,1 @@
+"""HTTP API blueprints: health, students, recognition."""

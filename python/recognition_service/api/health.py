@@ -1,0 +1,60 @@
+"""Health endpoints: /health (details), /health/live and /health/ready."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+
+from .. import __version__
+from ..errors import ServiceUnavailable
+from ..state import service_state
+from ..students import enrollment_counts
+
+bp = Blueprint("health", __name__)
+
+
+def _check() -> tuple[dict, list[str]]:
+    state = service_state()
+    reasons = []
+    try:
+        model = state.models.get()
+    except ServiceUnavailable as exc:
+        model = None
+        reasons.append(exc.message)
+    body = {"model": state.models.status()}
+    try:
+        state.ensure_schema()
+        with state.db.get_db_conn() as conn:
+            body["enrollments"] = enrollment_counts(conn, model.info.fingerprint if model else None)
+        body["database"] = "ok"
+    except ServiceUnavailable as exc:
+        body["database"] = f"unavailable: {exc.message}"
+        reasons.append(f"database {exc.message}")
+    return body, reasons
+
+
+@bp.get("/health")
+def health():
+    state = service_state()
+    body, reasons = _check()
+    result = {"status": "degraded" if reasons else "ok", **body,
+              "started_at": state.started_at.isoformat(), "uptime_seconds": state.uptime_seconds,
+              "version": __version__}
+    if reasons:
+        result["reasons"] = reasons
+    if body.get("enrollments", {}).get("other_models"):
+        result["warnings"] = [f"{body['enrollments']['other_models']} enrolled faces belong to another model "
+                              "and are ignored; enrol those students again with the current model"]
+    return jsonify(result), 503 if reasons else 200
+
+
+@bp.get("/health/live")
+def live():
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/health/ready")
+def ready():
+    _, reasons = _check()
+    if reasons:
+        return jsonify({"status": "not_ready", "reasons": reasons}), 503
+    return jsonify({"status": "ready"})

@@ -1,0 +1,71 @@
+"""Recognition endpoints: embeddings of a photo, and who is in it."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from flask import Blueprint, jsonify
+
+from ..errors import ApiError
+from ..pipeline import analyse_bytes
+from ..state import service_state
+from ..students import names_for
+from .params import float_param, list_param, uploaded_images
+
+bp = Blueprint("recognition", __name__)
+
+
+def _one_image() -> bytes:
+    images = uploaded_images()
+    if len(images) != 1:
+        raise ApiError("send exactly one image", code="too_many_images", status=400)
+    return images[0]
+
+
+@bp.post("/embeddings")
+def embeddings():
+    data = _one_image()
+    state = service_state()
+    model = state.models.get()
+    faces, (width, height) = analyse_bytes(model, data, state.settings)
+    return jsonify({
+        "model": model.info.to_dict(),
+        "image": {"width": width, "height": height},
+        "faces": [{"bbox": f.bbox, "det_score": f.det_score, "landmarks": f.landmarks,
+                   "embedding": [round(float(v), 6) for v in f.embedding]} for f in faces],
+    })
+
+
+@bp.post("/recognize")
+def recognize():
+    started = time.perf_counter()
+    data = _one_image()
+    state = service_state()
+    settings = state.settings
+    threshold = float_param("threshold", settings.RECOGNITION_THRESHOLD, -1.0, 1.0)
+    roster = list_param("student_ids")
+    model = state.models.get()
+    timings: dict = {}
+    faces, (width, height) = analyse_bytes(model, data, settings, timings=timings)
+    results = []
+    if faces:
+        t0 = time.perf_counter()
+        state.ensure_schema()
+        gallery = state.gallery(model)
+        with state.db.get_db_conn() as conn:
+            gallery.refresh(conn)
+            matches = gallery.match(np.stack([f.embedding for f in faces]), threshold=threshold,
+                                    margin=settings.MATCH_MARGIN, roster=roster)
+            names = names_for(conn, {m.student_id for m in matches if m.student_id})
+        timings["match_ms"] = round((time.perf_counter() - t0) * 1000, 2)
+        for face, match in zip(faces, matches):
+            item = {"bbox": face.bbox, "det_score": face.det_score, "student_id": match.student_id,
+                    "name": names.get(match.student_id) if match.student_id else None,
+                    "similarity": match.similarity}
+            if match.reason:
+                item["unrecognized_reason"] = match.reason
+            results.append(item)
+    timings["total_ms"] = round((time.perf_counter() - started) * 1000, 2)
+    return jsonify({"faces": results, "image": {"width": width, "height": height},
+                    "model": model.info.to_dict(), "threshold": threshold, "timings_ms": timings})

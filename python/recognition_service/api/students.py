@@ -1,0 +1,116 @@
+"""Student endpoints: create, read, list, delete, and enrol faces."""
+
+from __future__ import annotations
+
+import hashlib
+
+from flask import Blueprint, jsonify
+from pydantic import BaseModel, Field
+
+from .. import students as svc
+from ..errors import ApiError, NotFound
+from ..pipeline import analyse_bytes
+from ..state import service_state
+from .params import int_param, json_body, param, uploaded_images
+
+bp = Blueprint("students", __name__)
+
+
+class StudentIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+
+
+@bp.put("/students/<student_id>")
+def put_student(student_id: str):
+    svc.check_student_id(student_id)
+    body = json_body(StudentIn)
+    state = service_state()
+    state.ensure_schema()
+    with state.db.get_db_conn() as conn:
+        student, created = svc.upsert_student(conn, student_id, body.name.strip())
+    return jsonify(student), 201 if created else 200
+
+
+@bp.get("/students/<student_id>")
+def get_student(student_id: str):
+    state = service_state()
+    state.ensure_schema()
+    with state.db.get_db_conn() as conn:
+        student = svc.get_student(conn, student_id)
+    if student is None:
+        raise NotFound(f"student {student_id} not found")
+    return jsonify(student)
+
+
+@bp.get("/students")
+def list_students():
+    limit = int_param("limit", 100, 1, 1000)
+    offset = int_param("offset", 0, 0, 10**9)
+    state = service_state()
+    state.ensure_schema()
+    with state.db.get_db_conn() as conn:
+        items, total = svc.list_students(conn, limit, offset)
+    return jsonify({"students": items, "total": total, "limit": limit, "offset": offset})
+
+
+@bp.delete("/students/<student_id>")
+def delete_student(student_id: str):
+    state = service_state()
+    state.ensure_schema()
+    with state.db.get_db_conn() as conn:
+        if not svc.delete_student(conn, student_id):
+            raise NotFound(f"student {student_id} not found")
+    return "", 204
+
+
+@bp.post("/students/<student_id>/faces")
+def enrol_faces(student_id: str):
+    svc.check_student_id(student_id)
+    images = uploaded_images()
+    name = (param("name") or "").strip()[:200] or None
+    state = service_state()
+    settings = state.settings
+    model = state.models.get()
+    accepted, rejected = [], []
+    for index, data in enumerate(images):
+        try:
+            faces, _ = analyse_bytes(model, data, settings)
+        except ApiError as exc:
+            rejected.append({"index": index, "reason": exc.code, "message": exc.message, "_status": exc.status})
+            continue
+        usable = [f for f in faces if f.min_side >= settings.ENROLL_MIN_FACE_PX]
+        if len(usable) != 1:
+            reason, message = (("no_face", "no face found") if not faces else
+                               ("face_too_small", f"the face is smaller than {settings.ENROLL_MIN_FACE_PX} px")
+                               if not usable else
+                               ("multiple_faces", f"{len(usable)} faces found; send a photo of the student alone"))
+            rejected.append({"index": index, "reason": reason, "message": message, "_status": 422})
+            continue
+        accepted.append((usable[0], hashlib.sha256(data).hexdigest()))
+    statuses = {r.pop("_status") for r in rejected}
+    if not accepted:
+        reasons = {r["reason"] for r in rejected}
+        code = reasons.pop() if len(reasons) == 1 else "no_face_enrolled"
+        status = statuses.pop() if len(statuses) == 1 else 422
+        raise ApiError("no photo was enrolled", code=code, status=status, details={"rejected": rejected})
+
+    state.ensure_schema()
+    enrolled = []
+    with state.db.get_db_conn() as conn:
+        svc.ensure_student(conn, student_id, name)
+        for face, sha in accepted:
+            face_id, _ = svc.add_face(conn, student_id, fingerprint=model.info.fingerprint,
+                                      embedding=face.embedding, det_score=face.det_score,
+                                      bbox=face.bbox, image_sha256=sha)
+            enrolled.append({"face_id": face_id, "det_score": face.det_score, "bbox": face.bbox})
+    return jsonify({"student_id": student_id, "faces": enrolled, "rejected": rejected}), 201
+
+
+@bp.delete("/students/<student_id>/faces/<int:face_id>")
+def delete_face(student_id: str, face_id: int):
+    state = service_state()
+    state.ensure_schema()
+    with state.db.get_db_conn() as conn:
+        if not svc.delete_face(conn, student_id, face_id):
+            raise NotFound(f"face {face_id} of student {student_id} not found")
+    return "", 204

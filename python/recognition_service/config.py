@@ -1,0 +1,103 @@
+"""Service configuration: read from the environment (and an optional .env) and validated once."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConfigError(Exception):
+    """A configuration value is missing or invalid; the message names the variable."""
+
+
+def _default_threads() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
+class Settings(BaseSettings):
+    """Every setting of the service; field names are the environment variable names."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False,
+        protected_namespaces=(),
+    )
+
+    DATABASE_URL: str | None = None
+    DB_POOL_MIN: int = Field(1, ge=0)
+    DB_POOL_MAX: int = Field(8, ge=1)
+    DB_POOL_TIMEOUT_S: float = Field(5.0, gt=0)
+    DB_CONNECT_TIMEOUT_S: int = Field(5, ge=1)
+    DB_STATEMENT_TIMEOUT_MS: int = Field(30_000, ge=0)
+
+    MODEL_DIR: Path | None = None
+    MODEL_NAME: str = "buffalo_l"
+    MODEL_ROOT: Path = Path("~/.insightface")
+    MODEL_DOWNLOAD: bool = True
+    MODEL_RETRY_S: float = Field(30.0, ge=0)
+    DET_SIZE: int = Field(640, ge=160, le=2048)
+    DET_THRESHOLD: float = Field(0.5, gt=0, lt=1)
+    ORT_THREADS: int = Field(default_factory=_default_threads, ge=1, le=64)
+    INFERENCE_CONCURRENCY: int = Field(1, ge=1, le=16)
+
+    RECOGNITION_THRESHOLD: float = Field(0.35, ge=-1, le=1)
+    MATCH_MARGIN: float = Field(0.03, ge=0, le=1)
+    ENROLL_MIN_FACE_PX: int = Field(32, ge=8)
+
+    MAX_UPLOAD_MB: float = Field(20.0, gt=0)
+    MAX_IMAGE_PIXELS: int = Field(40_000_000, ge=10_000)
+    DECODE_MAX_SIDE: int = Field(1920, ge=320)
+
+    LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    DATA_DIR: Path = Path("data")
+
+    @field_validator("LOG_LEVEL", mode="before")
+    @classmethod
+    def _upper(cls, value: str) -> str:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("DET_SIZE")
+    @classmethod
+    def _multiple_of_32(cls, value: int) -> int:
+        if value % 32:
+            raise ValueError("must be a multiple of 32")
+        return value
+
+    @field_validator("DATABASE_URL", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value):
+        return value or None
+
+    @model_validator(mode="after")
+    def _pool_bounds(self) -> "Settings":
+        if self.DB_POOL_MIN > self.DB_POOL_MAX:
+            raise ValueError("DB_POOL_MIN must not exceed DB_POOL_MAX")
+        return self
+
+    @property
+    def model_path(self) -> Path:
+        """The model pack folder: MODEL_DIR, else MODEL_ROOT/models/MODEL_NAME."""
+        if self.MODEL_DIR is not None:
+            return self.MODEL_DIR.expanduser()
+        return self.MODEL_ROOT.expanduser() / "models" / self.MODEL_NAME
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.MAX_UPLOAD_MB * 1024 * 1024)
+
+
+def load_settings(**overrides) -> Settings:
+    """Build Settings from the environment plus overrides; raise ConfigError naming the variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = ".".join(str(part) for part in err["loc"]) or "configuration"
+            value = err.get("input")
+            shown = "" if isinstance(value, dict) or value is None else f" (got {value!r})"
+            problems.append(f"{name}: {err['msg']}{shown}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None

@@ -1,0 +1,84 @@
+"""Per-process service state: settings, database pool, model and galleries, kept on the Flask app."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import datetime, timezone
+
+from flask import current_app
+
+from .config import Settings
+from .db import Database
+from .embedded_pg import start_embedded_postgres
+from .errors import ServiceUnavailable
+from .gallery import Gallery
+from .migrate import apply_migrations
+from .model import FaceModel, ModelProvider
+
+log = logging.getLogger(__name__)
+
+
+class ServiceState:
+    """Everything a worker process holds; nothing here opens a connection or a model until used."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.started_at = datetime.now(timezone.utc)
+        self._started_monotonic = time.monotonic()
+        dsn = settings.DATABASE_URL or start_embedded_postgres(settings.DATA_DIR)
+        self.embedded_database = settings.DATABASE_URL is None
+        self.db = Database(dsn, minconn=settings.DB_POOL_MIN, maxconn=settings.DB_POOL_MAX,
+                           timeout_s=settings.DB_POOL_TIMEOUT_S, connect_timeout_s=settings.DB_CONNECT_TIMEOUT_S,
+                           statement_timeout_ms=settings.DB_STATEMENT_TIMEOUT_MS)
+        self.models = ModelProvider(settings)
+        self._schema_ready = False
+        self._schema_lock = threading.Lock()
+        self._galleries: dict[str, Gallery] = {}
+        self._gallery_lock = threading.Lock()
+
+    @property
+    def uptime_seconds(self) -> float:
+        return round(time.monotonic() - self._started_monotonic, 1)
+
+    def ensure_schema(self) -> None:
+        """Apply pending migrations once per process (retried until the database answers)."""
+        if self._schema_ready:
+            return
+        with self._schema_lock:
+            if self._schema_ready:
+                return
+            with self.db.get_db_conn() as conn:
+                applied = apply_migrations(conn)
+            if applied:
+                log.info("database migrated: %s", ", ".join(applied))
+            self._schema_ready = True
+
+    def gallery(self, model: FaceModel) -> Gallery:
+        """The gallery of the loaded model's fingerprint."""
+        fingerprint = model.info.fingerprint
+        gallery = self._galleries.get(fingerprint)
+        if gallery is None:
+            with self._gallery_lock:
+                gallery = self._galleries.setdefault(fingerprint, Gallery(fingerprint, model.info.embedding_size))
+        return gallery
+
+    def warm_up(self) -> None:
+        """Load the model and migrate the database now instead of on the first request."""
+        try:
+            self.models.get()
+        except ServiceUnavailable as exc:
+            log.warning("%s", exc.message)
+        try:
+            self.ensure_schema()
+        except ServiceUnavailable as exc:
+            log.warning("database not ready: %s", exc.message)
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def service_state() -> ServiceState:
+    """The current app's ServiceState."""
+    return current_app.extensions["recognition"]

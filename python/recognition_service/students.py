@@ -1,0 +1,118 @@
+"""Students and their enrolled faces: plain functions that take a connection."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from .errors import ValidationFailed
+
+STUDENT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")
+
+_STUDENT_COLUMNS = """s.student_id, s.name, s.created_at, s.updated_at,
+    (SELECT count(*) FROM faces f WHERE f.student_id = s.student_id) AS face_count"""
+
+
+def check_student_id(student_id: str) -> str:
+    """Return the id, or raise 422 if it is not 1-128 letters, digits or _.:@-"""
+    if not STUDENT_ID_RE.match(student_id):
+        raise ValidationFailed("student_id must be 1-128 characters: letters, digits and _ . : @ - "
+                               "(starting with a letter or digit)", details={"field": "student_id"})
+    return student_id
+
+
+def _student_row(row) -> dict:
+    student_id, name, created_at, updated_at, face_count = row
+    return {"student_id": student_id, "name": name, "face_count": face_count,
+            "created_at": created_at.isoformat(), "updated_at": updated_at.isoformat()}
+
+
+def upsert_student(conn, student_id: str, name: str) -> tuple[dict, bool]:
+    """Create or rename a student; return (student, created)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO students (student_id, name) VALUES (%s, %s) "
+            "ON CONFLICT (student_id) DO UPDATE SET name = EXCLUDED.name, updated_at = now() "
+            "RETURNING (xmax = 0)", (student_id, name))
+        created = cur.fetchone()[0]
+    return get_student(conn, student_id), created
+
+
+def ensure_student(conn, student_id: str, name: str | None) -> None:
+    """Create the student when absent (named `name`, else by the id); rename when a name is given."""
+    with conn.cursor() as cur:
+        if name:
+            cur.execute("INSERT INTO students (student_id, name) VALUES (%s, %s) ON CONFLICT (student_id) "
+                        "DO UPDATE SET name = EXCLUDED.name, updated_at = now()", (student_id, name))
+        else:
+            cur.execute("INSERT INTO students (student_id, name) VALUES (%s, %s) "
+                        "ON CONFLICT (student_id) DO NOTHING", (student_id, student_id))
+
+
+def get_student(conn, student_id: str) -> dict | None:
+    """One student with its face count, or None."""
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT {_STUDENT_COLUMNS} FROM students s WHERE s.student_id = %s", (student_id,))
+        row = cur.fetchone()
+    return _student_row(row) if row else None
+
+
+def list_students(conn, limit: int, offset: int) -> tuple[list[dict], int]:
+    """A page of students ordered by id, and the total count."""
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT {_STUDENT_COLUMNS} FROM students s ORDER BY s.student_id LIMIT %s OFFSET %s",
+                    (limit, offset))
+        rows = cur.fetchall()
+        cur.execute("SELECT count(*) FROM students")
+        total = cur.fetchone()[0]
+    return [_student_row(r) for r in rows], total
+
+
+def delete_student(conn, student_id: str) -> bool:
+    """Delete a student and (by cascade) every embedding of theirs."""
+    with conn.cursor() as cur:
+        cur.execute("DELETE FROM students WHERE student_id = %s", (student_id,))
+        return cur.rowcount > 0
+
+
+def add_face(conn, student_id: str, *, fingerprint: str, embedding: np.ndarray, det_score: float,
+             bbox: list[float], image_sha256: str) -> tuple[int, bool]:
+    """Store one embedding; the same photo enrolled twice returns the existing face. Returns (face_id, new)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO faces (student_id, model_fingerprint, embedding, det_score, bbox, image_sha256) "
+            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (student_id, model_fingerprint, image_sha256) "
+            "DO NOTHING RETURNING face_id",
+            (student_id, fingerprint, np.ascontiguousarray(embedding, np.float32).tobytes(),
+             float(det_score), bbox, image_sha256))
+        row = cur.fetchone()
+        if row:
+            return row[0], True
+        cur.execute("SELECT face_id FROM faces WHERE student_id = %s AND model_fingerprint = %s "
+                    "AND image_sha256 = %s", (student_id, fingerprint, image_sha256))
+        return cur.fetchone()[0], False
+
+
+def delete_face(conn, student_id: str, face_id: int) -> bool:
+    """Delete one enrolled face of a student."""
+    with conn.cursor() as cur:
+        cur.execute("DELETE FROM faces WHERE student_id = %s AND face_id = %s", (student_id, face_id))
+        return cur.rowcount > 0
+
+
+def names_for(conn, student_ids: set[str]) -> dict[str, str]:
+    """Names of the given students."""
+    if not student_ids:
+        return {}
+    with conn.cursor() as cur:
+        cur.execute("SELECT student_id, name FROM students WHERE student_id = ANY(%s)", (list(student_ids),))
+        return dict(cur.fetchall())
+
+
+def enrollment_counts(conn, fingerprint: str | None) -> dict:
+    """Embeddings of the loaded model and of other models (ignored by matching)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT model_fingerprint = %s, count(*) FROM faces GROUP BY 1", (fingerprint or "",))
+        counts = dict(cur.fetchall())
+    return {"current_model": counts.get(True, 0), "other_models": counts.get(False, 0)}

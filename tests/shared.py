@@ -1,0 +1,28 @@
+"""The one place tests find ../shared (photos and models), overridable with SHARED_DIR."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def shared_dir() -> Path:
+    """../shared beside the repo root, or $SHARED_DIR; fails loudly when missing."""
+    path = Path(os.environ.get("SHARED_DIR") or REPO_ROOT.parent / "shared").resolve()
+    if not (path / "faces").is_dir() or not (path / "models").is_dir():
+        raise RuntimeError(f"test assets not found at {path}: put the shared folder (faces/, models/) "
+                           "beside the repository or set SHARED_DIR")
+    return path
+
+
+SHARED = shared_dir()
+FACES = SHARED / "faces"
+SAMPLES = FACES / "samples"
+IDENTITIES = FACES / "identities"
+MODEL_PACK = SHARED / "models" / "buffalo_s_int8"
+
+
+def sample(name: str) -> bytes:
+    return (SAMPLES / name).read_bytes()
