@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import logging
-
 from flask import Flask
 
 from .config import Settings, load_settings
 from .errors import register_error_handlers
+from .http_hooks import init_request_hooks
+from .logging_setup import configure_logging
 from .state import ServiceState
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def create_app(settings: Settings | None = None, *, warm_up: bool = False) -> Flask:
     """Application factory: validate settings once, attach per-process state and the API blueprints."""
     settings = settings or load_settings()
-    logging.basicConfig(level=settings.LOG_LEVEL, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger().setLevel(settings.LOG_LEVEL)
+    configure_logging(settings.LOG_LEVEL, settings.LOG_FORMAT)
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes
@@ -26,6 +25,7 @@ def create_app(settings: Settings | None = None, *, warm_up: bool = False) -> Fl
     state = ServiceState(settings)
     app.extensions["recognition"] = state
     register_error_handlers(app)
+    init_request_hooks(app, settings.REQUEST_TIMEOUT_S)
 
     from .api import health, recognition, students
 

@@ -14,7 +14,7 @@ class ConfigError(Exception):
     """A configuration value is missing or invalid; the message names the variable."""
 
 
-def _default_threads() -> int:
+def _cpu_count() -> int:
     return max(1, os.cpu_count() or 1)
 
 
@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     MODEL_RETRY_S: float = Field(30.0, ge=0)
     DET_SIZE: int = Field(640, ge=160, le=2048)
     DET_THRESHOLD: float = Field(0.5, gt=0, lt=1)
-    ORT_THREADS: int = Field(default_factory=_default_threads, ge=1, le=64)
+    ORT_THREADS: int | None = Field(None, ge=1, le=64)  # default: CPU cores / WORKERS
     INFERENCE_CONCURRENCY: int = Field(1, ge=1, le=16)
 
     RECOGNITION_THRESHOLD: float = Field(0.35, ge=-1, le=1)
@@ -52,18 +52,48 @@ class Settings(BaseSettings):
     DECODE_MAX_SIDE: int = Field(1920, ge=320)
 
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    LOG_FORMAT: Literal["json", "text"] = "json"
     DATA_DIR: Path = Path("data")
+    TZ_NAME: str = "Asia/Ho_Chi_Minh"
+
+    HOST: str = "127.0.0.1"
+    PORT: int = Field(8000, ge=1, le=65535)
+    WORKERS: int = Field(2, ge=1, le=64)
+    THREADS: int = Field(4, ge=1, le=256)
+    REQUEST_TIMEOUT_S: float = Field(30.0, gt=0)
+    GRACEFUL_TIMEOUT_S: int = Field(30, ge=1)
+    WORKER_TIMEOUT_S: int = Field(120, ge=10)
+    MAX_REQUESTS: int = Field(10_000, ge=0)
+    MAX_REQUESTS_JITTER: int = Field(1_000, ge=0)
+    CHANNEL_TIMEOUT_S: int = Field(120, ge=1)
+    FAULT_INJECTION: bool = False  # tests only: lets X-Fault-Inject raise inside the model path
 
     @field_validator("LOG_LEVEL", mode="before")
     @classmethod
     def _upper(cls, value: str) -> str:
         return value.upper() if isinstance(value, str) else value
 
+    @field_validator("LOG_FORMAT", mode="before")
+    @classmethod
+    def _lower(cls, value: str) -> str:
+        return value.lower() if isinstance(value, str) else value
+
     @field_validator("DET_SIZE")
     @classmethod
     def _multiple_of_32(cls, value: int) -> int:
         if value % 32:
             raise ValueError("must be a multiple of 32")
+        return value
+
+    @field_validator("TZ_NAME")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo
+
+        try:
+            ZoneInfo(value)
+        except Exception:  # noqa: BLE001 - ZoneInfo raises several kinds for a bad name
+            raise ValueError("unknown time zone") from None
         return value
 
     @field_validator("DATABASE_URL", mode="before")
@@ -76,6 +106,11 @@ class Settings(BaseSettings):
         if self.DB_POOL_MIN > self.DB_POOL_MAX:
             raise ValueError("DB_POOL_MIN must not exceed DB_POOL_MAX")
         return self
+
+    @property
+    def ort_threads(self) -> int:
+        """ONNX Runtime threads per session: ORT_THREADS, else the cores shared among WORKERS."""
+        return self.ORT_THREADS or max(1, _cpu_count() // self.WORKERS)
 
     @property
     def model_path(self) -> Path:

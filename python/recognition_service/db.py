@@ -26,7 +26,7 @@ class Database:
     """A bounded connection pool, created lazily in the process that uses it (never across a fork)."""
 
     def __init__(self, dsn: str, *, minconn: int = 1, maxconn: int = 8, timeout_s: float = 5.0,
-                 connect_timeout_s: int = 5, statement_timeout_ms: int = 30_000):
+                 connect_timeout_s: int = 5, statement_timeout_ms: int = 30_000, on_wait=None, on_use=None):
         self.dsn = dsn
         self.minconn, self.maxconn, self.timeout_s = minconn, maxconn, timeout_s
         self._connect_kwargs = dict(
@@ -40,6 +40,10 @@ class Database:
         # ThreadedConnectionPool raises at once when exhausted; the semaphore turns that into a bounded wait.
         self._slots = threading.BoundedSemaphore(maxconn)
         self.waits = 0
+        self._in_use = 0
+        self._count_lock = threading.Lock()
+        self._on_wait = on_wait or (lambda: None)
+        self._on_use = on_use or (lambda n: None)
 
     def _get_pool(self) -> psycopg2.pool.ThreadedConnectionPool:
         if self._pool is not None and self._pid == os.getpid():
@@ -72,8 +76,10 @@ class Database:
         """Lend a connection: commit on success, roll back on error, discard it when broken."""
         if not self._slots.acquire(blocking=False):
             self.waits += 1
+            self._on_wait()
             if not self._slots.acquire(timeout=self.timeout_s):
                 raise DatabaseBusy(f"no database connection free within {self.timeout_s:g} s")
+        self._count_use(+1)
         try:
             conn = self._checkout()
             try:
@@ -93,7 +99,14 @@ class Database:
             else:
                 self._release(conn, False)
         finally:
+            self._count_use(-1)
             self._slots.release()
+
+    def _count_use(self, delta: int) -> None:
+        with self._count_lock:
+            self._in_use += delta
+            in_use = self._in_use
+        self._on_use(in_use)
 
     def _checkout(self) -> psycopg2.extensions.connection:
         pool = self._get_pool()

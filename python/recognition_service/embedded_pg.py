@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -10,6 +11,8 @@ log = logging.getLogger(__name__)
 
 def start_embedded_postgres(data_dir: Path) -> str:
     """Start (or join) the PostgreSQL server kept under DATA_DIR/pgdata and return its URL."""
+    # platformdirs warns when XDG_RUNTIME_DIR is unset (services, containers); pgserver copes without it.
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     import pgserver  # imported here: only needed when no DATABASE_URL is configured
 
     data_dir.mkdir(parents=True, exist_ok=True)

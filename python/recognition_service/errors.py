@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify
+from flask import Flask, g, jsonify
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -89,5 +89,6 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
-        log.exception("unhandled error")
-        return jsonify({"error": {"code": "internal_error", "message": "internal server error"}}), 500
+        log.exception("unhandled error", extra={"request_id": g.get("request_id")})
+        return jsonify({"error": {"code": "internal_error", "message": "internal server error; quote the request id",
+                                  "request_id": g.get("request_id")}}), 500

@@ -45,8 +45,8 @@ def decode_image(data: bytes, *, max_pixels: int, max_side: int) -> DecodedImage
         if width * height > max_pixels:
             raise ImageTooLarge(f"image is {width}x{height} = {width * height} pixels; "
                                 f"the limit is MAX_IMAGE_PIXELS={max_pixels}")
-        if width < 1 or height < 1:
-            raise InvalidImage("the image has no pixels")
+        if min(width, height) < 8:
+            raise InvalidImage(f"the image is {width}x{height} pixels: too small to hold a face")
         if img.format in ("JPEG", "MPO") and max(width, height) > max_side:
             ratio = max_side / max(width, height)
             img.draft("RGB", (max(1, int(width * ratio)), max(1, int(height * ratio))))

@@ -46,19 +46,26 @@ class FaceModel:
     batch_embeddings: bool
     slots: threading.BoundedSemaphore = field(repr=False)
 
-    def detect(self, bgr: np.ndarray, det_size: int) -> tuple[np.ndarray, np.ndarray]:
+    def _slot(self, deadline, stage: str):
+        """Hold one inference slot; with a deadline, queue no longer than the time left."""
+        if deadline is None:
+            return self.slots
+        deadline.acquire(self.slots, stage)
+        return _Held(self.slots)
+
+    def detect(self, bgr: np.ndarray, det_size: int, deadline=None) -> tuple[np.ndarray, np.ndarray]:
         """Return (N x 5 boxes with scores, N x 5 x 2 landmarks), best score first."""
-        with self.slots:
+        with self._slot(deadline, "detect"):
             boxes, kps = self.detector.detect(bgr, input_size=(det_size, det_size))
         if kps is None:
             kps = np.zeros((len(boxes), 5, 2), np.float32)
         return boxes, kps
 
-    def embed(self, crops: list[np.ndarray]) -> np.ndarray:
+    def embed(self, crops: list[np.ndarray], deadline=None) -> np.ndarray:
         """Embed aligned 112x112 BGR crops; return L2-normalised float32 rows."""
         if not crops:
             return np.zeros((0, self.info.embedding_size), np.float32)
-        with self.slots:
+        with self._slot(deadline, "embed"):
             if self.batch_embeddings:
                 feats = self.recognizer.get_feat(crops)
             else:
@@ -66,6 +73,19 @@ class FaceModel:
         feats = np.asarray(feats, np.float32)
         norms = np.linalg.norm(feats, axis=1, keepdims=True)
         return feats / np.maximum(norms, 1e-12)
+
+
+class _Held:
+    """Releases an already acquired semaphore on exit."""
+
+    def __init__(self, semaphore):
+        self._semaphore = semaphore
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._semaphore.release()
 
 
 def _providers() -> list[str]:
@@ -109,12 +129,8 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load_face_model(pack: Path, *, threads: int, det_threshold: float, concurrency: int) -> FaceModel:
-    """Load the detector and recogniser of an InsightFace model pack folder (other models are ignored)."""
-    from insightface.model_zoo.arcface_onnx import ArcFaceONNX
-    from insightface.model_zoo.scrfd import SCRFD
-
-    started = time.perf_counter()
+def find_pack_models(pack: Path) -> dict[str, Path]:
+    """The detector and recogniser files of a model pack folder; FileNotFoundError says what is missing."""
     if not pack.is_dir():
         raise FileNotFoundError(f"model folder {pack} does not exist")
     found: dict[str, Path] = {}
@@ -125,6 +141,28 @@ def load_face_model(pack: Path, *, threads: int, det_threshold: float, concurren
     missing = [t for t in ("detection", "recognition") if t not in found]
     if missing:
         raise FileNotFoundError(f"model folder {pack} has no {' or '.join(missing)} model (*.onnx)")
+    return found
+
+
+def resolve_model_pack(settings) -> Path:
+    """MODEL_DIR, or MODEL_ROOT/models/MODEL_NAME (downloaded by InsightFace when missing and allowed)."""
+    path = settings.model_path
+    if settings.MODEL_DIR is None and not path.is_dir() and settings.MODEL_DOWNLOAD:
+        from insightface.utils.storage import ensure_available
+
+        log.info("model pack %s not found under %s: asking InsightFace to download it",
+                 settings.MODEL_NAME, settings.MODEL_ROOT)
+        path = Path(ensure_available("models", settings.MODEL_NAME, root=str(settings.MODEL_ROOT.expanduser())))
+    return path
+
+
+def load_face_model(pack: Path, *, threads: int, det_threshold: float, concurrency: int) -> FaceModel:
+    """Load the detector and recogniser of an InsightFace model pack folder (other models are ignored)."""
+    from insightface.model_zoo.arcface_onnx import ArcFaceONNX
+    from insightface.model_zoo.scrfd import SCRFD
+
+    started = time.perf_counter()
+    found = find_pack_models(pack)
 
     det_session = _session(found["detection"], threads)
     detector = SCRFD(model_file=str(found["detection"]), session=det_session)
@@ -160,22 +198,13 @@ def _runs_batched(session) -> bool:
 class ModelProvider:
     """Loads the model once per process under a lock; remembers why it failed and retries later."""
 
-    def __init__(self, settings):
+    def __init__(self, settings, on_loaded=None):
         self._settings = settings
+        self._on_loaded = on_loaded
         self._lock = threading.Lock()
         self._model: FaceModel | None = None
         self._error: str | None = None
         self._failed_at = 0.0
-
-    def _pack_path(self) -> Path:
-        s = self._settings
-        path = s.model_path
-        if s.MODEL_DIR is None and not path.is_dir() and s.MODEL_DOWNLOAD:
-            from insightface.utils.storage import ensure_available
-
-            log.info("model pack %s not found under %s: asking InsightFace to download it", s.MODEL_NAME, s.MODEL_ROOT)
-            path = Path(ensure_available("models", s.MODEL_NAME, root=str(s.MODEL_ROOT.expanduser())))
-        return path
 
     def get(self) -> FaceModel:
         """The loaded model, loading it if needed; raise ModelUnavailable with the reason otherwise."""
@@ -189,13 +218,15 @@ class ModelProvider:
                 raise ModelUnavailable(f"model not loaded: {self._error}")
             s = self._settings
             try:
-                self._model = load_face_model(self._pack_path(), threads=s.ORT_THREADS,
+                self._model = load_face_model(resolve_model_pack(s), threads=s.ort_threads,
                                               det_threshold=s.DET_THRESHOLD, concurrency=s.INFERENCE_CONCURRENCY)
             except Exception as exc:  # noqa: BLE001 - any load failure leaves the service up and degraded
                 self._error, self._failed_at = f"{type(exc).__name__}: {exc}", time.monotonic()
                 log.error("model could not be loaded: %s", self._error)
                 raise ModelUnavailable(f"model not loaded: {self._error}") from exc
             self._error = None
+            if self._on_loaded:
+                self._on_loaded(self._model.info)
             log.info("model %s loaded in %.2f s (fingerprint %s, %s)", self._model.info.name,
                      self._model.info.load_seconds, self._model.info.fingerprint[:12], self._model.info.providers[0])
             return self._model

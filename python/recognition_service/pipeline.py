@@ -37,16 +37,18 @@ class DetectedFace:
         return min(self.bbox[2] - self.bbox[0], self.bbox[3] - self.bbox[1])
 
 
-def detect_faces(model: FaceModel, bgr: np.ndarray, det_size: int) -> tuple[np.ndarray, np.ndarray]:
+def detect_faces(model: FaceModel, bgr: np.ndarray, det_size: int, deadline=None) -> tuple[np.ndarray, np.ndarray]:
     """Boxes and landmarks in `bgr`'s pixels; a tight portrait is retried on a padded canvas."""
-    boxes, kps = model.detect(bgr, det_size)
+    boxes, kps = model.detect(bgr, det_size, deadline)
     if len(boxes):
         return boxes, kps
     h, w = bgr.shape[:2]
     pad = int(round(max(h, w) * PAD_RATIO))
     padded = cv2.copyMakeBorder(bgr, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
     try:
-        boxes, kps = model.detect(padded, det_size)
+        if deadline is not None:
+            deadline.check("detect")
+        boxes, kps = model.detect(padded, det_size, deadline)
     finally:
         del padded
     if len(boxes):
@@ -57,16 +59,18 @@ def detect_faces(model: FaceModel, bgr: np.ndarray, det_size: int) -> tuple[np.n
 
 
 def analyse(model: FaceModel, image: DecodedImage, det_size: int, *, embed: bool = True,
-            timings: dict | None = None) -> list[DetectedFace]:
+            timings: dict | None = None, deadline=None) -> list[DetectedFace]:
     """All faces of the image, largest first; `timings` receives detect_ms and embed_ms."""
     t0 = time.perf_counter()
-    boxes, kps = detect_faces(model, image.bgr, det_size)
+    boxes, kps = detect_faces(model, image.bgr, det_size, deadline)
     t1 = time.perf_counter()
     embeddings = None
     if embed and len(boxes):
         crops = [norm_crop(image.bgr, landmark=k, image_size=112) for k in kps]
         try:
-            embeddings = model.embed(crops)
+            if deadline is not None:
+                deadline.check("align")
+            embeddings = model.embed(crops, deadline)
         finally:
             del crops
     t2 = time.perf_counter()
@@ -87,15 +91,17 @@ def analyse(model: FaceModel, image: DecodedImage, det_size: int, *, embed: bool
     return faces
 
 
-def analyse_bytes(model: FaceModel, data: bytes, settings, *, embed: bool = True,
-                  timings: dict | None = None) -> tuple[list[DetectedFace], tuple[int, int]]:
+def analyse_bytes(model: FaceModel, data: bytes, settings, *, embed: bool = True, timings: dict | None = None,
+                  deadline=None) -> tuple[list[DetectedFace], tuple[int, int]]:
     """Decode an upload and analyse it; return the faces and the (width, height) of the photo."""
     t0 = time.perf_counter()
     image = decode_image(data, max_pixels=settings.MAX_IMAGE_PIXELS, max_side=settings.DECODE_MAX_SIDE)
     try:
         if timings is not None:
             timings["decode_ms"] = round((time.perf_counter() - t0) * 1000, 2)
-        faces = analyse(model, image, settings.DET_SIZE, embed=embed, timings=timings)
+        if deadline is not None:
+            deadline.check("decode")
+        faces = analyse(model, image, settings.DET_SIZE, embed=embed, timings=timings, deadline=deadline)
         return faces, (image.width, image.height)
     finally:
         image.bgr = None

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 
 from flask import current_app
 
+from . import metrics
 from .config import Settings
 from .db import Database
 from .embedded_pg import start_embedded_postgres
@@ -31,8 +32,9 @@ class ServiceState:
         self.embedded_database = settings.DATABASE_URL is None
         self.db = Database(dsn, minconn=settings.DB_POOL_MIN, maxconn=settings.DB_POOL_MAX,
                            timeout_s=settings.DB_POOL_TIMEOUT_S, connect_timeout_s=settings.DB_CONNECT_TIMEOUT_S,
-                           statement_timeout_ms=settings.DB_STATEMENT_TIMEOUT_MS)
-        self.models = ModelProvider(settings)
+                           statement_timeout_ms=settings.DB_STATEMENT_TIMEOUT_MS,
+                           on_wait=metrics.POOL_WAITS.inc, on_use=metrics.POOL_IN_USE.set)
+        self.models = ModelProvider(settings, on_loaded=lambda info: metrics.MODEL_LOAD_SECONDS.set(info.load_seconds))
         self._schema_ready = False
         self._schema_lock = threading.Lock()
         self._galleries: dict[str, Gallery] = {}

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
-from .. import __version__
+from flask import Blueprint, Response, jsonify
+
+from .. import __version__, metrics
 from ..errors import ServiceUnavailable
 from ..state import service_state
 from ..students import enrollment_counts
@@ -36,9 +39,11 @@ def _check() -> tuple[dict, list[str]]:
 def health():
     state = service_state()
     body, reasons = _check()
+    zone = ZoneInfo(state.settings.TZ_NAME)
     result = {"status": "degraded" if reasons else "ok", **body,
-              "started_at": state.started_at.isoformat(), "uptime_seconds": state.uptime_seconds,
-              "version": __version__}
+              "started_at": state.started_at.astimezone(zone).isoformat(timespec="seconds"),
+              "now": datetime.now(zone).isoformat(timespec="seconds"),
+              "uptime_seconds": state.uptime_seconds, "version": __version__}
     if reasons:
         result["reasons"] = reasons
     if body.get("enrollments", {}).get("other_models"):
@@ -58,3 +63,9 @@ def ready():
     if reasons:
         return jsonify({"status": "not_ready", "reasons": reasons}), 503
     return jsonify({"status": "ready"})
+
+
+@bp.get("/metrics")
+def prometheus_metrics():
+    body, content_type = metrics.render()
+    return Response(body, content_type=content_type)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from flask import Blueprint, jsonify
+from flask import Blueprint, g, jsonify, request
 
+from .. import metrics
 from ..errors import ApiError
 from ..pipeline import analyse_bytes
 from ..state import service_state
@@ -14,6 +15,16 @@ from ..students import names_for
 from .params import float_param, list_param, uploaded_images
 
 bp = Blueprint("recognition", __name__)
+
+
+def _injected_fault() -> None:
+    """Tests only (FAULT_INJECTION=1): a real exception inside the model path, on request.
+
+    Every real trigger found (such as a 1-pixel-high photo crashing the detector's resize) is
+    handled, so this stand-in is the only way to prove an unexpected model error leaves the worker up.
+    """
+    if service_state().settings.FAULT_INJECTION and request.headers.get("X-Fault-Inject") == "model":
+        raise RuntimeError("injected fault inside the model path")
 
 
 def _one_image() -> bytes:
@@ -28,7 +39,8 @@ def embeddings():
     data = _one_image()
     state = service_state()
     model = state.models.get()
-    faces, (width, height) = analyse_bytes(model, data, state.settings)
+    faces, (width, height) = analyse_bytes(model, data, state.settings, deadline=g.deadline)
+    g.faces = len(faces)
     return jsonify({
         "model": model.info.to_dict(),
         "image": {"width": width, "height": height},
@@ -47,9 +59,12 @@ def recognize():
     roster = list_param("student_ids")
     model = state.models.get()
     timings: dict = {}
-    faces, (width, height) = analyse_bytes(model, data, settings, timings=timings)
+    _injected_fault()
+    faces, (width, height) = analyse_bytes(model, data, settings, timings=timings, deadline=g.deadline)
+    g.faces = len(faces)
     results = []
     if faces:
+        g.deadline.check("match")
         t0 = time.perf_counter()
         state.ensure_schema()
         gallery = state.gallery(model)
@@ -67,5 +82,6 @@ def recognize():
                 item["unrecognized_reason"] = match.reason
             results.append(item)
     timings["total_ms"] = round((time.perf_counter() - started) * 1000, 2)
+    metrics.observe_recognition(timings, len(faces), sum(1 for r in results if r["student_id"]))
     return jsonify({"faces": results, "image": {"width": width, "height": height},
                     "model": model.info.to_dict(), "threshold": threshold, "timings_ms": timings})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, g, jsonify
 from pydantic import BaseModel, Field
 
 from .. import students as svc
@@ -74,7 +74,7 @@ def enrol_faces(student_id: str):
     accepted, rejected = [], []
     for index, data in enumerate(images):
         try:
-            faces, _ = analyse_bytes(model, data, settings)
+            faces, _ = analyse_bytes(model, data, settings, deadline=g.deadline)
         except ApiError as exc:
             rejected.append({"index": index, "reason": exc.code, "message": exc.message, "_status": exc.status})
             continue
@@ -87,6 +87,7 @@ def enrol_faces(student_id: str):
             rejected.append({"index": index, "reason": reason, "message": message, "_status": 422})
             continue
         accepted.append((usable[0], hashlib.sha256(data).hexdigest()))
+    g.faces = len(accepted)
     statuses = {r.pop("_status") for r in rejected}
     if not accepted:
         reasons = {r["reason"] for r in rejected}

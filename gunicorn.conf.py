@@ -1,0 +1,65 @@
+"""Gunicorn settings for the recognition service (Linux/macOS); start it with python/start_production.py.
+
+Every value comes from the validated settings (environment / .env). No preload: each worker imports the
+app after fork, then post_worker_init loads the model and opens the database pool in that worker.
+"""
+
+import os
+import sys
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(_HERE, "python"))
+
+from recognition_service.config import load_settings  # noqa: E402
+from recognition_service.logging_setup import dict_config  # noqa: E402
+
+_settings = load_settings()
+
+wsgi_app = "recognizer_service:app"
+pythonpath = os.path.join(_HERE, "python")
+bind = [f"{_settings.HOST}:{_settings.PORT}"]
+worker_class = "gthread"
+workers = _settings.WORKERS
+threads = _settings.THREADS
+timeout = _settings.WORKER_TIMEOUT_S
+graceful_timeout = _settings.GRACEFUL_TIMEOUT_S
+keepalive = 5
+preload_app = False
+# A leak guard: each worker is replaced after this many requests (jittered so they don't restart together).
+max_requests = _settings.MAX_REQUESTS
+max_requests_jitter = _settings.MAX_REQUESTS_JITTER
+# The heartbeat file lives in memory: a slow or full disk must not get healthy workers killed.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+control_socket_disable = True
+# The app logs one line per request (request id, route, status, latency, faces); Gunicorn's access
+# log is off (see logging_setup.dict_config). Its format, if switched on, still carries id and latency.
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s request_id=%({x-request-id}o)s latency_ms=%(M)s'
+loglevel = _settings.LOG_LEVEL.lower()
+logconfig_dict = dict_config(_settings.LOG_LEVEL, _settings.LOG_FORMAT)
+
+
+def post_fork(server, worker):
+    server.log.info("worker %s forked", worker.pid)
+
+
+def post_worker_init(worker):
+    """Load the model and open the pool in this worker, before it accepts requests."""
+    import signal
+
+    # Ctrl+C reaches every process of the group: the master drains the workers, so they ignore it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    worker.wsgi.extensions["recognition"].warm_up()
+
+
+def worker_exit(server, worker):
+    """Close this worker's database pool."""
+    app = getattr(worker, "wsgi", None)
+    if app is not None and "recognition" in getattr(app, "extensions", {}):
+        app.extensions["recognition"].close()
+
+
+def child_exit(server, worker):
+    """Drop a dead worker's live metrics gauges (master side)."""
+    from recognition_service.metrics import mark_process_dead
+
+    mark_process_dead(worker.pid)

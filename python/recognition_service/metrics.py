@@ -1,0 +1,59 @@
+"""Prometheus metrics; in multiprocess mode (PROMETHEUS_MULTIPROC_DIR) figures add up across workers."""
+
+from __future__ import annotations
+
+import os
+
+import psutil
+from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram,
+                               generate_latest, multiprocess)
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+REQUESTS = Counter("recognizer_http_requests_total", "HTTP requests answered", ["method", "route", "status"])
+REQUEST_LATENCY = Histogram("recognizer_http_request_duration_seconds", "HTTP request latency", ["route"],
+                            buckets=_LATENCY_BUCKETS)
+STAGE_LATENCY = Histogram("recognizer_stage_duration_seconds", "Time per pipeline stage", ["stage"],
+                          buckets=_LATENCY_BUCKETS)
+FACES_DETECTED = Counter("recognizer_faces_detected_total", "Faces detected in uploaded photos")
+RECOGNITIONS = Counter("recognizer_recognitions_total", "Faces recognised as an enrolled student")
+MODEL_LOAD_SECONDS = Gauge("recognizer_model_load_seconds", "Time the model took to load",
+                           multiprocess_mode="max")
+POOL_IN_USE = Gauge("recognizer_db_pool_connections_in_use", "Pooled database connections lent out",
+                    multiprocess_mode="livesum")
+POOL_WAITS = Counter("recognizer_db_pool_waits_total", "Requests that had to wait for a pooled connection")
+RSS = Gauge("recognizer_process_rss_bytes", "Resident memory of each worker process", multiprocess_mode="liveall")
+
+_process = psutil.Process()
+
+
+def observe_process() -> None:
+    """Refresh the per-process gauges (cheap: one /proc read)."""
+    RSS.set(_process.memory_info().rss)
+
+
+def observe_recognition(timings_ms: dict, faces: int, recognised: int) -> None:
+    """Count one recognition request's faces and stage times."""
+    for stage in ("decode", "detect", "embed", "match"):
+        if f"{stage}_ms" in timings_ms:
+            STAGE_LATENCY.labels(stage).observe(timings_ms[f"{stage}_ms"] / 1000)
+    FACES_DETECTED.inc(faces)
+    RECOGNITIONS.inc(recognised)
+
+
+def render() -> tuple[bytes, str]:
+    """The metrics page, merged across worker processes when running under Gunicorn."""
+    observe_process()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    from prometheus_client import REGISTRY
+
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def mark_process_dead(pid: int) -> None:
+    """Drop a dead worker's live gauges (called by the Gunicorn master)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(pid)

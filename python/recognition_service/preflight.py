@@ -1,0 +1,101 @@
+"""Checks the start scripts run before serving: dependencies, configuration, model folder, database."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+# import name -> package in requirements.txt
+REQUIRED_MODULES = {
+    "flask": "flask", "psycopg2": "psycopg2-binary", "pgserver": "pgserver", "insightface": "insightface",
+    "onnxruntime": "onnxruntime", "cv2": "opencv-python-headless", "PIL": "pillow", "numpy": "numpy",
+    "requests": "requests", "pydantic_settings": "pydantic-settings", "prometheus_client": "prometheus-client",
+}
+
+
+class PreflightError(Exception):
+    """The service cannot start; the message is one line saying why."""
+
+
+def missing_packages(extra: dict[str, str] | None = None) -> list[str]:
+    """Packages whose module does not import."""
+    missing = []
+    for module, package in {**REQUIRED_MODULES, **(extra or {})}.items():
+        try:
+            importlib.import_module(module)
+        except Exception:  # noqa: BLE001 - a broken install counts as missing
+            missing.append(package)
+    return missing
+
+
+def check_dependencies(extra: dict[str, str] | None = None, install: bool = False) -> None:
+    """Raise PreflightError naming missing packages; with install=True, pip-install requirements.txt first."""
+    missing = missing_packages(extra)
+    if missing and install:
+        subprocess.check_call([sys.executable, "-m", "pip", "install", "-r", str(REPO_ROOT / "requirements.txt")])
+        importlib.invalidate_caches()
+        missing = missing_packages(extra)
+    if missing:
+        raise PreflightError(f"missing Python packages: {', '.join(missing)} "
+                             "(run scripts/setup.sh, or start with --install-deps)")
+
+
+def load_checked_settings():
+    """Validated settings, or PreflightError naming the bad variable."""
+    from .config import ConfigError, load_settings
+
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        raise PreflightError(str(exc)) from None
+
+
+def check_model(settings) -> Path:
+    """The model pack folder, checked to hold a detector and a recogniser."""
+    from .model import find_pack_models, resolve_model_pack
+
+    try:
+        pack = resolve_model_pack(settings)
+        find_pack_models(pack)
+    except Exception as exc:  # noqa: BLE001 - download or file errors all mean: no usable model
+        raise PreflightError(f"model not usable: {exc} (set MODEL_DIR to a model pack folder; "
+                             "see README, Installing buffalo_l offline)") from None
+    return pack
+
+
+def prepare_database(settings) -> str:
+    """Start the embedded PostgreSQL when no DATABASE_URL is set, check it answers, apply migrations."""
+    import psycopg2
+
+    from .embedded_pg import start_embedded_postgres
+    from .migrate import apply_migrations
+
+    url = settings.DATABASE_URL
+    if url is None:
+        try:
+            url = start_embedded_postgres(settings.DATA_DIR)
+        except Exception as exc:  # noqa: BLE001
+            raise PreflightError(f"embedded PostgreSQL did not start in {settings.DATA_DIR}: {exc}") from None
+    try:
+        conn = psycopg2.connect(url, connect_timeout=settings.DB_CONNECT_TIMEOUT_S)
+    except psycopg2.Error as exc:
+        first = (str(exc).strip().splitlines() or ["unknown error"])[0]
+        raise PreflightError(f"database unreachable (DATABASE_URL): {first}") from None
+    try:
+        with conn:
+            apply_migrations(conn)
+    finally:
+        conn.close()  # closed before any fork: workers open their own pools
+    os.environ["DATABASE_URL"] = url
+    return url
+
+
+def fail(program: str, error: Exception) -> None:
+    """Print one clear line and exit non-zero."""
+    print(f"{program}: error: {error}", file=sys.stderr)
+    raise SystemExit(2)

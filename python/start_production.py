@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""Start the recognition service on Linux/macOS: Gunicorn with gthread workers and gunicorn.conf.py.
+
+Checks dependencies, configuration, the model folder and the database before any worker is forked,
+and says in one line what is wrong. SIGTERM and SIGINT stop it gracefully: requests in flight finish
+(within GRACEFUL_TIMEOUT_S), then each worker closes its database pool.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "python"))
+
+# Metrics of all workers add up through files in this folder (a fresh one per start). It must be set
+# before prometheus_client is first imported, which importing recognition_service does.
+METRICS_DIR = tempfile.mkdtemp(prefix="recognizer-metrics-")
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = METRICS_DIR
+
+from recognition_service import preflight  # noqa: E402
+
+PROG = "start_production"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    parser.add_argument("--host", help="address to bind (HOST, default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (PORT, default 8000)")
+    parser.add_argument("--workers", type=int, help="worker processes (WORKERS, default 2)")
+    parser.add_argument("--threads", type=int, help="threads per worker (THREADS, default 4)")
+    parser.add_argument("--install-deps", action="store_true", help="pip-install requirements.txt if anything is missing")
+    parser.add_argument("--dev", action="store_true", help="Flask's development server instead (not for production)")
+    return parser.parse_args(argv)
+
+
+def run_gunicorn() -> None:
+    from gunicorn.app.wsgiapp import WSGIApplication
+    from gunicorn.arbiter import Arbiter
+
+    class GracefulArbiter(Arbiter):
+        # Gunicorn treats SIGINT as a quick shutdown; here Ctrl+C drains requests like SIGTERM.
+        def handle_int(self):
+            raise StopIteration
+
+    class Application(WSGIApplication):
+        def run(self):
+            GracefulArbiter(self).run()
+
+    sys.argv = [PROG, "--config", str(ROOT / "gunicorn.conf.py")]
+    Application(f"%(prog)s [OPTIONS]").run()
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    for value, name in ((args.host, "HOST"), (args.port, "PORT"), (args.workers, "WORKERS"), (args.threads, "THREADS")):
+        if value is not None:
+            os.environ[name] = str(value)
+    try:
+        preflight.check_dependencies({"gunicorn": "gunicorn"}, install=args.install_deps)
+        settings = preflight.load_checked_settings()
+        preflight.check_model(settings)
+        preflight.prepare_database(settings)
+    except preflight.PreflightError as exc:
+        preflight.fail(PROG, exc)
+
+    if args.dev:
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        print(f"{PROG}: WARNING: Flask development server: single process, not for production", file=sys.stderr)
+        from recognition_service import create_app
+
+        app = create_app(warm_up=True)
+        app.run(host=settings.HOST, port=settings.PORT, threaded=True)
+        return
+
+    try:
+        run_gunicorn()
+    finally:
+        shutil.rmtree(METRICS_DIR, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
