@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -43,7 +44,7 @@ def health():
     result = {"status": "degraded" if reasons else "ok", **body,
               "started_at": state.started_at.astimezone(zone).isoformat(timespec="seconds"),
               "now": datetime.now(zone).isoformat(timespec="seconds"),
-              "uptime_seconds": state.uptime_seconds, "version": __version__}
+              "uptime_seconds": state.uptime_seconds, "version": __version__, "pid": os.getpid()}
     if reasons:
         result["reasons"] = reasons
     if body.get("enrollments", {}).get("other_models"):
