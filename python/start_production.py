@@ -29,12 +29,8 @@ PROG = "start_production"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
-    parser.add_argument("--host", help="address to bind (HOST, default 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="port (PORT, default 8000)")
+    parser = preflight.base_parser(PROG, __doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, help="worker processes (WORKERS, default 2)")
-    parser.add_argument("--threads", type=int, help="threads per worker (THREADS, default 4)")
-    parser.add_argument("--install-deps", action="store_true", help="pip-install requirements.txt if anything is missing")
     parser.add_argument("--dev", action="store_true", help="Flask's development server instead (not for production)")
     return parser.parse_args(argv)
 
@@ -53,14 +49,12 @@ def run_gunicorn() -> None:
             GracefulArbiter(self).run()
 
     sys.argv = [PROG, "--config", str(ROOT / "gunicorn.conf.py")]
-    Application(f"%(prog)s [OPTIONS]").run()
+    Application("%(prog)s [OPTIONS]").run()
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    for value, name in ((args.host, "HOST"), (args.port, "PORT"), (args.workers, "WORKERS"), (args.threads, "THREADS")):
-        if value is not None:
-            os.environ[name] = str(value)
+    preflight.export_options({"HOST": args.host, "PORT": args.port, "WORKERS": args.workers, "THREADS": args.threads})
     try:
         preflight.check_dependencies({"gunicorn": "gunicorn"}, install=args.install_deps)
         settings = preflight.load_checked_settings()

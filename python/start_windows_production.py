@@ -10,7 +10,6 @@ from __future__ import annotations
 import _thread
 import argparse
 import logging
-import os
 import signal
 import sys
 import threading
@@ -27,12 +26,8 @@ log = logging.getLogger("recognition_service.waitress")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
-    parser.add_argument("--host", help="address to bind (HOST, default 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="port (PORT, default 8000)")
-    parser.add_argument("--threads", type=int, help="request threads (THREADS, default 4)")
+    parser = preflight.base_parser(PROG, __doc__.splitlines()[0])
     parser.add_argument("--channel-timeout", type=int, help="idle connection timeout in s (CHANNEL_TIMEOUT_S, default 120)")
-    parser.add_argument("--install-deps", action="store_true", help="pip-install requirements.txt if anything is missing")
     return parser.parse_args(argv)
 
 
@@ -53,9 +48,8 @@ class InFlight:
 
 
 def serve(settings, channel_timeout: int) -> None:
-    from waitress import create_server
-
     from recognition_service import create_app
+    from waitress import create_server
 
     app = create_app(settings)
     state = app.extensions["recognition"]
@@ -98,10 +92,8 @@ def serve(settings, channel_timeout: int) -> None:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    for value, name in ((args.host, "HOST"), (args.port, "PORT"), (args.threads, "THREADS"),
-                        (args.channel_timeout, "CHANNEL_TIMEOUT_S")):
-        if value is not None:
-            os.environ[name] = str(value)
+    preflight.export_options({"HOST": args.host, "PORT": args.port, "THREADS": args.threads,
+                              "CHANNEL_TIMEOUT_S": args.channel_timeout})
     try:
         preflight.check_dependencies({"waitress": "waitress"}, install=args.install_deps)
         settings = preflight.load_checked_settings()

@@ -10,8 +10,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 import pytest
-
-
 from recognition_service import create_app  # noqa: E402
 from recognition_service.config import load_settings  # noqa: E402
 from shared import MODEL_PACK  # noqa: E402

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import requests
-
 from shared import MODEL_PACK, REPO_ROOT
 
 SCRIPTS = {"gunicorn": REPO_ROOT / "python" / "start_production.py",

@@ -1,5 +1,4 @@
 import pytest
-
 from recognition_service.config import ConfigError, load_settings
 
 

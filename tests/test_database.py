@@ -4,9 +4,8 @@ import time
 import numpy as np
 import psycopg2
 import pytest
-
 from recognition_service.db import APPLICATION_NAME, Database
-from recognition_service.errors import DatabaseBusy, DatabaseUnavailable
+from recognition_service.errors import DatabaseUnavailable
 from recognition_service.migrate import apply_migrations
 from shared import sample
 from test_recognize_api import recognize
@@ -67,7 +66,7 @@ def test_commit_on_success_rollback_on_error(database_url):
     with pytest.raises(ZeroDivisionError):
         with db.get_db_conn() as conn, conn.cursor() as cur:
             cur.execute("INSERT INTO t VALUES (1)")
-            1 / 0
+            raise ZeroDivisionError("a failure inside the transaction")
     with db.get_db_conn() as conn, conn.cursor() as cur:
         cur.execute("INSERT INTO t VALUES (2)")
     with db.get_db_conn() as conn, conn.cursor() as cur:

@@ -1,7 +1,6 @@
 import numpy as np
 import psycopg2
 import pytest
-
 from recognition_service.gallery import Gallery
 from recognition_service.migrate import apply_migrations
 

@@ -5,7 +5,6 @@ import zlib
 import numpy as np
 import pytest
 from PIL import Image
-
 from recognition_service.errors import ImageTooLarge, InvalidImage
 from recognition_service.images import decode_image
 from shared import sample

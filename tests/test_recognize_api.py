@@ -3,7 +3,6 @@ import io
 import cv2
 import numpy as np
 from PIL import Image
-
 from recognition_service.images import decode_image
 from recognition_service.pipeline import detect_faces
 from shared import sample

@@ -9,7 +9,6 @@ import psutil
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
-
 from servers import SCRIPTS, Server
 from shared import sample
 
@@ -117,8 +116,9 @@ def test_request_timeout_answers_503_instead_of_hanging(server_factory):
     ({"DB_POOL_MAX": "lots"}, "DB_POOL_MAX"),
 ])
 def test_bad_configuration_exits_with_one_clear_line(tmp_path, database_url, kind, env, expected):
-    from shared import MODEL_PACK
     import os
+
+    from shared import MODEL_PACK
 
     full = {**os.environ, "DATABASE_URL": database_url, "MODEL_DIR": str(MODEL_PACK), "DATA_DIR": str(tmp_path),
             **env}

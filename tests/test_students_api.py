@@ -1,7 +1,6 @@
 import io
 
 import psycopg2
-
 from shared import sample
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import os
 import subprocess
@@ -93,6 +94,23 @@ def prepare_database(settings) -> str:
         conn.close()  # closed before any fork: workers open their own pools
     os.environ["DATABASE_URL"] = url
     return url
+
+
+def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """The options both start scripts share."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--host", help="address to bind (HOST, default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (PORT, default 8000)")
+    parser.add_argument("--threads", type=int, help="threads per process (THREADS, default 4)")
+    parser.add_argument("--install-deps", action="store_true", help="pip-install requirements.txt if anything is missing")
+    return parser
+
+
+def export_options(values: dict[str, object]) -> None:
+    """Command-line options win over the environment: put the given ones there for settings to read."""
+    for name, value in values.items():
+        if value is not None:
+            os.environ[name] = str(value)
 
 
 def fail(program: str, error: Exception) -> None:

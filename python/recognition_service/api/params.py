@@ -46,27 +46,16 @@ def param(name: str) -> str | None:
     return value if value is not None else request.args.get(name)
 
 
-def float_param(name: str, default: float, lo: float, hi: float) -> float:
+def number_param(name: str, default, lo, hi, kind=float):
+    """A number parameter of the given kind, within [lo, hi] (422 naming the field otherwise)."""
     raw = param(name)
     if raw is None or raw == "":
         return default
     try:
-        value = float(raw)
+        value = kind(raw)
     except ValueError:
-        raise ValidationFailed(f"{name} must be a number", details={"field": name}) from None
-    if not lo <= value <= hi:
-        raise ValidationFailed(f"{name} must be between {lo} and {hi}", details={"field": name})
-    return value
-
-
-def int_param(name: str, default: int, lo: int, hi: int) -> int:
-    raw = param(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValidationFailed(f"{name} must be an integer", details={"field": name}) from None
+        raise ValidationFailed(f"{name} must be {'an integer' if kind is int else 'a number'}",
+                               details={"field": name}) from None
     if not lo <= value <= hi:
         raise ValidationFailed(f"{name} must be between {lo} and {hi}", details={"field": name})
     return value

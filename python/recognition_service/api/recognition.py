@@ -12,7 +12,7 @@ from ..errors import ApiError
 from ..pipeline import analyse_bytes
 from ..state import service_state
 from ..students import names_for
-from .params import float_param, list_param, uploaded_images
+from .params import list_param, number_param, uploaded_images
 
 bp = Blueprint("recognition", __name__)
 
@@ -55,7 +55,7 @@ def recognize():
     data = _one_image()
     state = service_state()
     settings = state.settings
-    threshold = float_param("threshold", settings.RECOGNITION_THRESHOLD, -1.0, 1.0)
+    threshold = number_param("threshold", settings.RECOGNITION_THRESHOLD, -1.0, 1.0)
     roster = list_param("student_ids")
     model = state.models.get()
     timings: dict = {}
@@ -74,7 +74,7 @@ def recognize():
                                     margin=settings.MATCH_MARGIN, roster=roster)
             names = names_for(conn, {m.student_id for m in matches if m.student_id})
         timings["match_ms"] = round((time.perf_counter() - t0) * 1000, 2)
-        for face, match in zip(faces, matches):
+        for face, match in zip(faces, matches, strict=True):
             item = {"bbox": face.bbox, "det_score": face.det_score, "student_id": match.student_id,
                     "name": names.get(match.student_id) if match.student_id else None,
                     "similarity": match.similarity}

@@ -11,7 +11,7 @@ from .. import students as svc
 from ..errors import ApiError, NotFound
 from ..pipeline import analyse_bytes
 from ..state import service_state
-from .params import int_param, json_body, param, uploaded_images
+from .params import json_body, number_param, param, uploaded_images
 
 bp = Blueprint("students", __name__)
 
@@ -44,8 +44,8 @@ def get_student(student_id: str):
 
 @bp.get("/students")
 def list_students():
-    limit = int_param("limit", 100, 1, 1000)
-    offset = int_param("offset", 0, 0, 10**9)
+    limit = number_param("limit", 100, 1, 1000, int)
+    offset = number_param("offset", 0, 0, 10**9, int)
     state = service_state()
     state.ensure_schema()
     with state.db.get_db_conn() as conn:
