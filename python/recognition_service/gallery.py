@@ -46,6 +46,17 @@ class Gallery:
         self._index: dict[str, int] = {}
         self._snap = _Snapshot(self._emb, self._sidx, (), {})
 
+    @classmethod
+    def from_vectors(cls, fingerprint: str, student_ids: list[str], vectors: np.ndarray) -> "Gallery":
+        """A gallery filled in memory (benchmarks, offline evaluation), not tied to a database."""
+        gallery = cls(fingerprint, vectors.shape[1])
+        gallery._emb = np.zeros((max(64, len(vectors)), gallery.dim), np.float32)
+        gallery._sidx = np.full(len(gallery._emb), -1, np.int32)
+        for face_id, (student_id, vec) in enumerate(zip(student_ids, vectors, strict=True)):
+            gallery._add(face_id, student_id, np.ascontiguousarray(vec, np.float32).tobytes())
+        gallery._publish()
+        return gallery
+
     @property
     def size(self) -> int:
         """Live embeddings in the gallery."""
@@ -64,8 +75,10 @@ class Gallery:
             if self.version < 0 or not self._apply_changes(conn, latest):
                 self._reload(conn, latest)
             self.version = latest
-            self._snap = _Snapshot(self._emb[: self._n], self._sidx[: self._n],
-                                   tuple(self._students), dict(self._index))
+            self._publish()
+
+    def _publish(self) -> None:
+        self._snap = _Snapshot(self._emb[: self._n], self._sidx[: self._n], tuple(self._students), dict(self._index))
 
     def _reload(self, conn, latest: int) -> None:
         with conn.cursor() as cur:
