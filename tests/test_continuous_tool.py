@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import pytest
-
 from servers import Server
 from shared import IDENTITIES, REPO_ROOT
 

@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     MODEL_ROOT: Path = Path("~/.insightface")
     MODEL_DOWNLOAD: bool = True
     MODEL_RETRY_S: float = Field(30.0, ge=0)
+    MODEL_DEQUANTIZE: bool = True  # run int8 "integer ops" recognisers as float (4x faster on CPU)
     DET_SIZE: int = Field(640, ge=160, le=2048)
     DET_THRESHOLD: float = Field(0.5, gt=0, lt=1)
     ORT_THREADS: int | None = Field(None, ge=1, le=64)  # default: CPU cores / WORKERS

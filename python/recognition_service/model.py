@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .dequantize import dequantize_integer_ops
 from .errors import ModelUnavailable
 
 log = logging.getLogger(__name__)
@@ -95,8 +96,11 @@ def _providers() -> list[str]:
     return (["CUDAExecutionProvider"] if "CUDAExecutionProvider" in available else []) + ["CPUExecutionProvider"]
 
 
-def _session(path: Path, threads: int):
-    """The one place ONNX Runtime sessions are built: explicit thread counts, quiet logs."""
+def _session(path: Path, threads: int, *, dequantize: bool = False):
+    """The one place ONNX Runtime sessions are built: explicit thread counts, quiet logs.
+
+    With dequantize, a dynamically quantised graph is first rewritten to float (see dequantize.py).
+    """
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -105,7 +109,13 @@ def _session(path: Path, threads: int):
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3  # batched recognisers warn on every run that the declared batch is 1
-    return ort.InferenceSession(str(path), sess_options=opts, providers=_providers())
+    source: str | bytes = str(path)
+    if dequantize:
+        rewritten = dequantize_integer_ops(str(path))
+        if rewritten is not None:
+            source = rewritten[0]
+            log.info("%s: %d integer ops rewritten to float for speed", path.name, rewritten[1])
+    return ort.InferenceSession(source, sess_options=opts, providers=_providers())
 
 
 def _classify(path: Path) -> str | None:
@@ -156,7 +166,8 @@ def resolve_model_pack(settings) -> Path:
     return path
 
 
-def load_face_model(pack: Path, *, threads: int, det_threshold: float, concurrency: int) -> FaceModel:
+def load_face_model(pack: Path, *, threads: int, det_threshold: float, concurrency: int,
+                    dequantize: bool = True) -> FaceModel:
     """Load the detector and recogniser of an InsightFace model pack folder (other models are ignored)."""
     from insightface.model_zoo.arcface_onnx import ArcFaceONNX
     from insightface.model_zoo.scrfd import SCRFD
@@ -168,7 +179,7 @@ def load_face_model(pack: Path, *, threads: int, det_threshold: float, concurren
     detector = SCRFD(model_file=str(found["detection"]), session=det_session)
     # ctx_id 0 keeps the providers chosen above (-1 would rebuild the session for the CPU).
     detector.prepare(0, det_thresh=det_threshold, input_size=(640, 640))
-    rec_session = _session(found["recognition"], threads)
+    rec_session = _session(found["recognition"], threads, dequantize=dequantize)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         recognizer = ArcFaceONNX(model_file=str(found["recognition"]), session=rec_session)
@@ -219,7 +230,8 @@ class ModelProvider:
             s = self._settings
             try:
                 self._model = load_face_model(resolve_model_pack(s), threads=s.ort_threads,
-                                              det_threshold=s.DET_THRESHOLD, concurrency=s.INFERENCE_CONCURRENCY)
+                                              det_threshold=s.DET_THRESHOLD, concurrency=s.INFERENCE_CONCURRENCY,
+                                              dequantize=s.MODEL_DEQUANTIZE)
             except Exception as exc:  # noqa: BLE001 - any load failure leaves the service up and degraded
                 self._error, self._failed_at = f"{type(exc).__name__}: {exc}", time.monotonic()
                 log.error("model could not be loaded: %s", self._error)
