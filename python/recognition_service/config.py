@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     DET_SIZE: int = Field(640, ge=160, le=2048)
     DET_THRESHOLD: float = Field(0.5, gt=0, lt=1)
     ORT_THREADS: int | None = Field(None, ge=1, le=64)  # default: CPU cores / WORKERS
-    INFERENCE_CONCURRENCY: int = Field(1, ge=1, le=16)
+    INFERENCE_CONCURRENCY: int | None = Field(None, ge=1, le=64)  # default: cores / ORT threads
 
     RECOGNITION_THRESHOLD: float = Field(0.35, ge=-1, le=1)
     MATCH_MARGIN: float = Field(0.03, ge=0, le=1)
@@ -112,6 +112,15 @@ class Settings(BaseSettings):
     def ort_threads(self) -> int:
         """ONNX Runtime threads per session: ORT_THREADS, else the cores shared among WORKERS."""
         return self.ORT_THREADS or max(1, _cpu_count() // self.WORKERS)
+
+    @property
+    def inference_concurrency(self) -> int:
+        """Model runs at once per process: INFERENCE_CONCURRENCY, else enough to keep every core busy.
+
+        Each worker may use all cores when the others are idle (clients on keep-alive connections stick
+        to one worker, and photos differ a lot in cost), at the price of some time-slicing under full load.
+        """
+        return self.INFERENCE_CONCURRENCY or max(1, _cpu_count() // self.ort_threads)
 
     @property
     def model_path(self) -> Path:

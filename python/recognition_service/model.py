@@ -230,7 +230,7 @@ class ModelProvider:
             s = self._settings
             try:
                 self._model = load_face_model(resolve_model_pack(s), threads=s.ort_threads,
-                                              det_threshold=s.DET_THRESHOLD, concurrency=s.INFERENCE_CONCURRENCY,
+                                              det_threshold=s.DET_THRESHOLD, concurrency=s.inference_concurrency,
                                               dequantize=s.MODEL_DEQUANTIZE)
             except Exception as exc:  # noqa: BLE001 - any load failure leaves the service up and degraded
                 self._error, self._failed_at = f"{type(exc).__name__}: {exc}", time.monotonic()
