@@ -85,6 +85,45 @@ def test_second_best_student_found_beyond_many_faces_of_the_best(conn):
     assert best(g, conn, unit(1, 0)).reason == "ambiguous"
 
 
+def test_roster_search_also_looks_beyond_many_faces_of_the_best(conn):
+    for i in range(20):
+        add(conn, "a", unit(1, 0.001 * i))
+    add(conn, "b", unit(1, 0.03))
+    add(conn, "c", unit(1, 0.02))
+    g = Gallery(FP, DIM)
+    assert best(g, conn, unit(1, 0), roster=["a", "b"]).reason == "ambiguous"
+    assert best(g, conn, unit(1, 0), roster=["a"]).student_id == "a"
+
+
+def test_matching_while_the_gallery_changes(conn, database_url):
+    import threading
+
+    add(conn, "a", unit(1, 0))
+    g = Gallery(FP, DIM)
+    g.refresh(conn)
+    failures, stop = [], threading.Event()
+
+    def reader():
+        while not stop.is_set():
+            if best(g, conn_for_reader, unit(1, 0)).student_id != "a":
+                failures.append("lost a")
+
+    conn_for_reader = psycopg2.connect(database_url)
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        for i in range(30):
+            face = add(conn, f"x{i}", unit(0, 1, i))
+            g.refresh(conn)
+            remove(conn, face)
+            g.refresh(conn)
+    finally:
+        stop.set()
+        t.join()
+        conn_for_reader.close()
+    assert not failures and g.size == 1
+
+
 def test_incremental_refresh_adds_and_removes(conn):
     g = Gallery(FP, DIM)
     g.refresh(conn)
