@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import psutil
 import pytest
 from servers import Server
 from shared import IDENTITIES, REPO_ROOT
@@ -37,7 +38,11 @@ def test_short_run_reports_and_passes(database_url, tmp_path, small_identities):
         summary = json.loads((report / "report.json").read_text())
         assert summary["requests"] == 200 and summary["errors_by_status"] == {} and summary["passed"]
         assert summary["throughput_rps"] > 0 and 0 < summary["latency_ms"]["p50"] <= summary["latency_ms"]["max"]
-        assert len(summary["rss_bytes_by_worker"]) == 2  # both workers sampled through /metrics
+        rss = summary["rss_bytes_by_worker"]
+        assert len(rss) == 2  # both workers sampled through /metrics, each with its own figure
+        for pid, entry in rss.items():
+            actual = psutil.Process(int(pid)).memory_info().rss
+            assert 0.7 * actual < entry["end"] < 1.3 * actual, (pid, entry, actual)
         assert (report / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert "enrolled 8 students" in done.stdout
 

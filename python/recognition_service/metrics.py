@@ -31,11 +31,14 @@ POOL_IN_USE = Gauge("recognizer_db_pool_connections_in_use", "Pooled database co
 POOL_WAITS = Counter("recognizer_db_pool_waits_total", "Requests that had to wait for a pooled connection")
 RSS = Gauge("recognizer_process_rss_bytes", "Resident memory of each worker process", multiprocess_mode="liveall")
 
-_process = psutil.Process()
+_process: psutil.Process | None = None
 
 
 def observe_process() -> None:
     """Refresh the per-process gauges (cheap: one /proc read)."""
+    global _process
+    if _process is None or _process.pid != os.getpid():  # this module may be imported before a fork
+        _process = psutil.Process(os.getpid())
     RSS.set(_process.memory_info().rss)
 
 
