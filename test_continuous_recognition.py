@@ -54,7 +54,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--pid", type=int, action="append", default=[],
                    help="worker pid to sample with psutil (repeatable; default: pids from the service's /metrics)")
     p.add_argument("--max-rss-growth", type=float, default=5.0,
-                   help="allowed RSS growth per worker after warm-up, in %% (default %(default)s)")
+                   help="allowed RSS growth per worker, in %%: median RSS over the last 10%% of the run against "
+                        "the median over the 10%% after the warm-up (default %(default)s)")
     p.add_argument("--sample-interval", type=float, default=1.0, help="seconds between RSS samples")
     p.add_argument("--timeout", type=float, default=60.0, help="per-request timeout in seconds")
     args = p.parse_args(argv)
@@ -189,17 +190,24 @@ def run_load(args, images, headers, started) -> list[Result]:
     return results
 
 
-def rss_summary(samples, warm_t: float) -> dict:
+def rss_summary(samples, warm_t: float, window: float) -> dict:
+    """Per worker: first sample, median over `window` s after the warm-up, median over the last `window` s.
+
+    Medians over windows, not single samples: RSS jumps for a moment while a large photo is being
+    handled, and one sample taken during such a moment would read as growth (or hide it).
+    """
     by_pid = defaultdict(list)
     for t, pid, rss in samples:
         by_pid[pid].append((t, rss))
     out = {}
     for pid, points in by_pid.items():
         points.sort()
-        after = [rss for t, rss in points if t >= warm_t]
-        entry = {"start": points[0][1], "after_warmup": after[0] if after else None, "end": points[-1][1],
-                 "samples": len(points)}
-        if entry["after_warmup"]:
+        last_t = points[-1][0]
+        warm = [rss for t, rss in points if warm_t <= t <= warm_t + window]
+        end = [rss for t, rss in points if t >= last_t - window]
+        entry = {"start": points[0][1], "after_warmup": int(statistics.median(warm)) if warm else None,
+                 "end": int(statistics.median(end)), "max": max(rss for _, rss in points), "samples": len(points)}
+        if entry["after_warmup"] and points[0][0] <= warm_t and last_t - window > warm_t + window:
             entry["growth_pct"] = round((entry["end"] - entry["after_warmup"]) / entry["after_warmup"] * 100, 2)
         out[str(pid)] = entry
     return out
@@ -277,7 +285,7 @@ def main(argv=None) -> int:
     statuses = Counter(r.status for r in results)
     errors = {("connection_error" if s == 0 else str(s)): n for s, n in statuses.items() if s != 200}
     warm_t = elapsed * args.warmup / 100
-    rss = rss_summary(sampler.samples, warm_t)
+    rss = rss_summary(sampler.samples, warm_t, window=max(args.sample_interval * 3, elapsed * 0.1))
     failed_5xx = sum(n for s, n in statuses.items() if s == 0 or s >= 500)
     grown = {pid: e["growth_pct"] for pid, e in rss.items()
              if e.get("growth_pct") is not None and e["growth_pct"] > args.max_rss_growth}
@@ -303,7 +311,8 @@ def main(argv=None) -> int:
     for pid, e in sorted(rss.items()):
         warm = f"{e['after_warmup'] / 2**20:.1f}" if e["after_warmup"] else "-"
         print(f"worker {pid} RSS MiB: start {e['start'] / 2**20:.1f}, after warm-up {warm}, "
-              f"end {e['end'] / 2**20:.1f}" + (f" ({e['growth_pct']:+.2f}%)" if "growth_pct" in e else ""))
+              f"end {e['end'] / 2**20:.1f}, max {e['max'] / 2**20:.1f}"
+              + (f" ({e['growth_pct']:+.2f}%)" if "growth_pct" in e else ""))
     print(f"report: {report_dir}")
     if failed_5xx:
         print(f"FAILED: {failed_5xx} requests failed with 5xx or no answer", file=sys.stderr)

@@ -24,6 +24,7 @@ METRICS_DIR = tempfile.mkdtemp(prefix="recognizer-metrics-")
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = METRICS_DIR
 
 from recognition_service import preflight  # noqa: E402
+from recognition_service.malloc_tuning import tune_malloc  # noqa: E402
 
 PROG = "start_production"
 
@@ -54,6 +55,7 @@ def run_gunicorn() -> None:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    tune_malloc()
     preflight.export_options({"HOST": args.host, "PORT": args.port, "WORKERS": args.workers, "THREADS": args.threads})
     try:
         preflight.check_dependencies({"gunicorn": "gunicorn"}, install=args.install_deps)

@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "python"))
 
 from recognition_service import preflight  # noqa: E402
+from recognition_service.malloc_tuning import tune_malloc  # noqa: E402
 
 PROG = "start_windows_production"
 log = logging.getLogger("recognition_service.waitress")
@@ -92,6 +93,7 @@ def serve(settings, channel_timeout: int) -> None:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    tune_malloc()
     preflight.export_options({"HOST": args.host, "PORT": args.port, "THREADS": args.threads,
                               "CHANNEL_TIMEOUT_S": args.channel_timeout})
     try:

@@ -47,8 +47,8 @@ def test_short_run_reports_and_passes(database_url, tmp_path, small_identities):
         assert "enrolled 8 students" in done.stdout
 
         # The same run fails when no growth at all is allowed: the exit status reflects the RSS rule.
-        strict = run_tool("--url", server.url, "--images", small_identities, "--requests", 40,
-                          "--report", tmp_path / "strict", "--max-rss-growth", -100)
+        strict = run_tool("--url", server.url, "--images", small_identities, "--requests", 80,
+                          "--sample-interval", 0.2, "--report", tmp_path / "strict", "--max-rss-growth", -100)
         assert strict.returncode == 1 and "RSS grew" in strict.stderr
     finally:
         server.stop()
