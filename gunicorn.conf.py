@@ -43,19 +43,32 @@ def post_fork(server, worker):
 
 
 def post_worker_init(worker):
-    """Load the model and open the pool in this worker, before it accepts requests."""
+    """Load the model, open the pool and start the session runner in this worker, before it accepts requests."""
     import signal
 
     # Ctrl+C reaches every process of the group: the master drains the workers, so they ignore it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    worker.wsgi.extensions["recognition"].warm_up()
+    state = worker.wsgi.extensions["recognition"]
+    state.warm_up()
+    state.start_sessions()
+    gunicorn_on_term = signal.getsignal(signal.SIGTERM)
+
+    def on_term(signum, frame):
+        # Stop claiming sessions at once; cameras stop and leases are released in worker_exit.
+        if state.sessions is not None:
+            state.sessions.begin_drain()
+        if callable(gunicorn_on_term):
+            gunicorn_on_term(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_term)
 
 
 def worker_exit(server, worker):
-    """Close this worker's database pool."""
+    """Stop this worker's session cameras (releasing their leases) and close its database pool."""
     app = getattr(worker, "wsgi", None)
     if app is not None and "recognition" in getattr(app, "extensions", {}):
-        app.extensions["recognition"].close()
+        # Leave time inside graceful_timeout: the master kills a worker that overstays it.
+        app.extensions["recognition"].close(timeout=max(1.0, _settings.GRACEFUL_TIMEOUT_S - 2))
 
 
 def child_exit(server, worker):

@@ -71,7 +71,12 @@ def main(argv=None) -> None:
         from recognition_service import create_app
 
         app = create_app(warm_up=True)
-        app.run(host=settings.HOST, port=settings.PORT, threaded=True)
+        state = app.extensions["recognition"]
+        state.start_sessions()
+        try:
+            app.run(host=settings.HOST, port=settings.PORT, threaded=True)
+        finally:
+            state.close(timeout=settings.GRACEFUL_TIMEOUT_S)
         return
 
     try:

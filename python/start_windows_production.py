@@ -55,6 +55,7 @@ def serve(settings, channel_timeout: int) -> None:
     app = create_app(settings)
     state = app.extensions["recognition"]
     state.warm_up()
+    state.start_sessions()
     wrapped = InFlight(app)
     server = create_server(wrapped, host=settings.HOST, port=settings.PORT, threads=settings.THREADS,
                            channel_timeout=channel_timeout, max_request_body_size=settings.max_upload_bytes,
@@ -75,6 +76,8 @@ def serve(settings, channel_timeout: int) -> None:
         if stopping.is_set():
             return
         stopping.set()
+        if state.sessions is not None:
+            state.sessions.begin_drain()
         log.info("signal %s: no new connections; waiting for %d request(s) in flight", signum, wrapped.count)
         server.accepting = False
         threading.Thread(target=drain_then_stop, daemon=True).start()
@@ -87,7 +90,7 @@ def serve(settings, channel_timeout: int) -> None:
     try:
         server.run()
     finally:
-        state.close()
+        state.close(timeout=settings.GRACEFUL_TIMEOUT_S)
         log.info("stopped")
 
 

@@ -10,6 +10,16 @@ PYTHON=${PYTHON:-python3}
 .venv/bin/python -m pip install --quiet -r requirements.txt
 if [ "${1:-}" = "--dev" ]; then
   .venv/bin/python -m pip install --quiet -r requirements-dev.txt
+  # The session tests' RTSP camera: GStreamer's RTSP server, driven by Debian's python3 (gi bindings).
+  gst_packages="gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp python3-gi python3-gst-1.0 gstreamer1.0-plugins-good
+    gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav"
+  # shellcheck disable=SC2086
+  if ! dpkg -s $gst_packages >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
+    $sudo apt-get update -qq
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $gst_packages >/dev/null
+  fi
 fi
 headless=$(grep -E '^opencv-python-headless==' requirements.txt)
 .venv/bin/python -m pip uninstall --quiet --yes opencv-python opencv-python-headless

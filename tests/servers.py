@@ -64,7 +64,19 @@ class Server:
             self._log.close()
 
     def kill(self) -> None:
+        """SIGKILL the server and its workers (orphaned workers would otherwise linger briefly)."""
+        import psutil
+
         if self.proc.poll() is None:
+            try:
+                children = psutil.Process(self.proc.pid).children(recursive=True)
+            except psutil.NoSuchProcess:
+                children = []
             self.proc.kill()
+            for child in children:
+                try:
+                    child.kill()
+                except psutil.NoSuchProcess:
+                    pass
             self.proc.wait(10)
         self._log.close()

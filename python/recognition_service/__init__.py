@@ -27,11 +27,12 @@ def create_app(settings: Settings | None = None, *, warm_up: bool = False) -> Fl
     register_error_handlers(app)
     init_request_hooks(app, settings.REQUEST_TIMEOUT_S)
 
-    from .api import health, recognition, students
+    from .api import health, recognition, sessions, students
 
     app.register_blueprint(health.bp)
     app.register_blueprint(students.bp, url_prefix="/api/v1")
     app.register_blueprint(recognition.bp, url_prefix="/api/v1")
+    app.register_blueprint(sessions.bp, url_prefix="/api/v1")
     if warm_up:
         state.warm_up()
     return app

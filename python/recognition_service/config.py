@@ -67,6 +67,23 @@ class Settings(BaseSettings):
     MAX_REQUESTS: int = Field(10_000, ge=0)
     MAX_REQUESTS_JITTER: int = Field(1_000, ge=0)
     CHANNEL_TIMEOUT_S: int = Field(120, ge=1)
+
+    SESSIONS_ENABLED: bool = True  # this process runs session cameras (False: API only)
+    SESSION_LEASE_S: float = Field(10.0, ge=2, le=300)  # a dead owner's sessions move within this (+ SESSION_POLL_S)
+    SESSION_POLL_S: float = Field(1.0, gt=0, le=30)
+    MAX_SESSIONS_PER_WORKER: int = Field(8, ge=1, le=256)
+    MAX_CAMERAS_PER_SESSION: int = Field(16, ge=1, le=256)
+    FRAME_INTERVAL_MS: int = Field(500, ge=0, le=600_000)
+    CAMERA_OPEN_TIMEOUT_S: float = Field(10.0, gt=0, le=300)
+    CAMERA_READ_TIMEOUT_S: float = Field(10.0, gt=0, le=300)
+    CAMERA_MAX_FAILURES: int = Field(5, ge=1, le=1000)
+    CAMERA_RETRY_BASE_S: float = Field(1.0, gt=0, le=60)
+    CAMERA_RETRY_MAX_S: float = Field(30.0, gt=0, le=3600)
+    CAMERA_INFERENCE_CONCURRENCY: int = Field(1, ge=1, le=64)  # model runs at once for all cameras of a worker
+    TRACK_REEMBED_S: float = Field(3.0, ge=0, le=3600)  # a recognised, tracked face is embedded again after this
+    EVIDENCE_RETENTION_DAYS: float = Field(30.0, gt=0)
+    EVIDENCE_SWEEP_S: float = Field(3600.0, gt=0)
+    EVIDENCE_FRAME_MAX_SIDE: int = Field(640, ge=64, le=4096)
     FAULT_INJECTION: bool = False  # tests only: lets X-Fault-Inject raise inside the model path
 
     @field_validator("LOG_LEVEL", mode="before")
@@ -128,6 +145,10 @@ class Settings(BaseSettings):
         if self.MODEL_DIR is not None:
             return self.MODEL_DIR.expanduser()
         return self.MODEL_ROOT.expanduser() / "models" / self.MODEL_NAME
+
+    @property
+    def evidence_dir(self) -> Path:
+        return self.DATA_DIR / "evidence"
 
     @property
     def max_upload_bytes(self) -> int:

@@ -39,6 +39,7 @@ class ServiceState:
         self._schema_lock = threading.Lock()
         self._galleries: dict[str, Gallery] = {}
         self._gallery_lock = threading.Lock()
+        self.sessions = None  # the SessionSupervisor, once start_sessions() ran in this process
 
     @property
     def uptime_seconds(self) -> float:
@@ -77,7 +78,22 @@ class ServiceState:
         except ServiceUnavailable as exc:
             log.warning("database not ready: %s", exc.message)
 
-    def close(self) -> None:
+    def start_sessions(self) -> None:
+        """Run session cameras in this process (server processes only, after fork)."""
+        if self.settings.SESSIONS_ENABLED and self.sessions is None:
+            from .supervisor import SessionSupervisor
+
+            self.sessions = SessionSupervisor(self)
+            self.sessions.start()
+
+    def wake_sessions(self) -> None:
+        if self.sessions is not None:
+            self.sessions.wake()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop session cameras (releasing their leases), then close the pool."""
+        if self.sessions is not None:
+            self.sessions.shutdown(timeout)
         self.db.close()
 
 

@@ -1,0 +1,156 @@
+"""Session endpoints: start, read, list and stop recognition sessions; fetch evidence images."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import Blueprint, jsonify, request, send_file
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .. import sessions as svc
+from ..errors import NotFound, ValidationFailed
+from ..evidence import resolve
+from ..state import service_state
+from ..students import STUDENT_ID_RE
+from .params import json_body, number_param
+
+bp = Blueprint("sessions", __name__)
+
+_CAMERA_SCHEMES = {"rtsp", "rtsps", "http", "https", "file"}
+_BIGINT = 2**63 - 1
+
+
+class CameraIn(BaseModel):
+    camera_id: int = Field(ge=0, le=_BIGINT)
+    url: str = Field(min_length=1, max_length=2048)
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        value = value.strip()
+        if "://" in value:
+            parts = urlsplit(value)
+            if parts.scheme.lower() not in _CAMERA_SCHEMES:
+                raise ValueError("must be an rtsp://, rtsps://, http://, https:// URL or a file path")
+            if parts.scheme.lower() != "file" and not parts.hostname:
+                raise ValueError("has no host")
+        return value
+
+
+class SessionIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    slot_id: int = Field(ge=0, le=_BIGINT)
+    cameras: list[CameraIn] = Field(min_length=1)
+    callback_url: str = Field(min_length=1, max_length=2048)
+    student_ids: list[str] | None = None
+    threshold: float | None = Field(None, ge=-1, le=1)
+    mode: str | None = Field(None, max_length=64)
+    callback_type: str | None = Field(None, max_length=64)
+    frame_interval_ms: int | None = Field(None, ge=0, le=600_000)
+
+    @field_validator("callback_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        return value.strip()
+
+    @field_validator("student_ids")
+    @classmethod
+    def _valid_ids(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("must not be empty; leave it out to match every enrolled student")
+        for sid in value:
+            if not STUDENT_ID_RE.match(sid):
+                raise ValueError(f"{sid[:40]!r} is not a valid student id")
+        return sorted(set(value))
+
+    @model_validator(mode="after")
+    def _unique_cameras(self) -> "SessionIn":
+        ids = [c.camera_id for c in self.cameras]
+        if len(ids) != len(set(ids)):
+            raise ValueError("cameras: camera_id values must be unique")
+        return self
+
+
+@bp.post("/sessions")
+def start_session():
+    body = json_body(SessionIn)
+    state = service_state()
+    settings = state.settings
+    if len(body.cameras) > settings.MAX_CAMERAS_PER_SESSION:
+        raise ValidationFailed(f"cameras: at most {settings.MAX_CAMERAS_PER_SESSION} per session",
+                               details={"field": "cameras"})
+    state.ensure_schema()
+    with state.db.get_db_conn() as conn:
+        svc.create_session(conn, slot_id=body.slot_id, cameras=[c.model_dump() for c in body.cameras],
+                           callback_url=body.callback_url, student_ids=body.student_ids, threshold=body.threshold,
+                           mode=body.mode, callback_type=body.callback_type,
+                           frame_interval_ms=body.frame_interval_ms if body.frame_interval_ms is not None
+                           else settings.FRAME_INTERVAL_MS)
+    state.wake_sessions()
+    with state.db.get_db_conn() as conn:
+        session = svc.get_session(conn, body.slot_id)
+    return jsonify(session), 201
+
+
+@bp.get("/sessions")
+def list_sessions():
+    status = request.args.get("status")
+    if status is not None and status not in ("starting", "running", "stopping", "stopped", "failed"):
+        raise ValidationFailed("status must be starting, running, stopping, stopped or failed",
+                               details={"field": "status"})
+    limit = number_param("limit", 100, 1, 1000, int)
+    offset = number_param("offset", 0, 0, 10**9, int)
+    state = service_state()
+    state.ensure_schema()
+    with state.db.get_db_conn() as conn:
+        items, total = svc.list_sessions(conn, status=status, limit=limit, offset=offset)
+    return jsonify({"sessions": items, "total": total, "limit": limit, "offset": offset})
+
+
+def _session_or_404(conn, slot_id: int) -> dict:
+    session = svc.get_session(conn, slot_id)
+    if session is None:
+        raise NotFound(f"no session for slot {slot_id}", code="session_not_found")
+    return session
+
+
+@bp.get("/sessions/<int:slot_id>")
+def get_session(slot_id: int):
+    state = service_state()
+    state.ensure_schema()
+    with state.db.get_db_conn() as conn:
+        return jsonify(_session_or_404(conn, slot_id))
+
+
+@bp.post("/sessions/<int:slot_id>/stop")
+def stop_session(slot_id: int):
+    """Stop the slot's session wherever its cameras run: the owner sees it within SESSION_POLL_S."""
+    state = service_state()
+    state.ensure_schema()
+    with state.db.get_db_conn() as conn:
+        _session_or_404(conn, slot_id)
+        svc.stop_session(conn, slot_id)
+    state.wake_sessions()
+    with state.db.get_db_conn() as conn:
+        return jsonify(_session_or_404(conn, slot_id))
+
+
+@bp.get("/sessions/<int:slot_id>/evidence/<evidence_id>")
+def get_evidence(slot_id: int, evidence_id: str):
+    kind = request.args.get("kind", "face")
+    if kind not in ("face", "frame"):
+        raise ValidationFailed("kind must be face or frame", details={"field": "kind"})
+    state = service_state()
+    state.ensure_schema()
+    with state.db.get_db_conn() as conn:
+        paths = svc.evidence_paths(conn, slot_id, evidence_id)
+    path = resolve(state.settings.evidence_dir, paths[0 if kind == "face" else 1]) if paths else None
+    if path is None:
+        raise NotFound("no such evidence for this slot (it may have expired)", code="evidence_not_found")
+    return send_file(path, mimetype="image/jpeg", max_age=3600)

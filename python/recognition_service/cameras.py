@@ -1,0 +1,119 @@
+"""The camera seam: opens RTSP/HTTP/file sources with OpenCV and keeps only the newest frame."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+# RTSP over TCP: interleaved on the control connection, so no lost UDP packets and no firewall holes.
+os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
+
+
+def is_file_source(url: str) -> bool:
+    return "://" not in url or url.startswith("file://")
+
+
+def open_capture(url: str, open_timeout_s: float, read_timeout_s: float) -> cv2.VideoCapture:
+    """A VideoCapture whose open and every read give up after the timeouts (FFmpeg backend)."""
+    source = url[len("file://"):] if url.startswith("file://") else url
+    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(open_timeout_s * 1000),
+              cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(read_timeout_s * 1000)]
+    return cv2.VideoCapture(source, cv2.CAP_FFMPEG, params)
+
+
+class FrameGrabber:
+    """Reads a source on its own thread, keeping only the newest frame, and reports open/read outcomes.
+
+    `on_event(kind, error)` is called with ("opened", None), ("frame", None) for the first frame of each
+    connection, and ("failed", message) for each failed open or lost stream; the grabber then waits
+    `next_delay()` seconds (the owner's backoff) and tries again until stopped. A file is played at its
+    own frame rate and starts again at its end, like a camera that never stops.
+    """
+
+    def __init__(self, url: str, *, open_timeout_s: float, read_timeout_s: float, on_event, next_delay, name: str):
+        self.url = url
+        self._open_timeout_s = open_timeout_s
+        self._read_timeout_s = read_timeout_s
+        self._on_event = on_event
+        self._next_delay = next_delay
+        self._stop = threading.Event()
+        self._cond = threading.Condition()
+        self._frame: np.ndarray | None = None
+        self._seq = 0
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+
+    def join(self, timeout: float) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def newest(self, after_seq: int, timeout: float) -> tuple[np.ndarray | None, int]:
+        """The newest frame if it is newer than `after_seq` (waiting up to `timeout`), with its number."""
+        with self._cond:
+            if self._seq <= after_seq and not self._stop.is_set():
+                self._cond.wait(timeout)
+            if self._seq <= after_seq:
+                return None, after_seq
+            return self._frame, self._seq
+
+    def _publish(self, frame: np.ndarray) -> None:
+        with self._cond:
+            self._frame = frame
+            self._seq += 1
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            error = self._session()
+            if self._stop.is_set():
+                break
+            if error is not None:
+                self._on_event("failed", error)
+                self._stop.wait(self._next_delay())
+
+    def _session(self) -> str | None:
+        """One connection: open, read until the stream ends; return why it ended (None: file looped)."""
+        cap = open_capture(self.url, self._open_timeout_s, self._read_timeout_s)
+        try:
+            if not cap.isOpened():
+                return "could not open the stream"
+            self._on_event("opened", None)
+            is_file = is_file_source(self.url)
+            fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
+            period = 1.0 / fps if is_file and 0 < fps <= 240 else 0.0
+            frames = 0
+            next_at = time.monotonic()
+            while not self._stop.is_set():
+                ok, frame = cap.read()
+                if not ok or frame is None:
+                    if is_file and frames:
+                        return None  # end of file: play it again
+                    return "stream ended or timed out" if frames else "no frame received"
+                frames += 1
+                if frames == 1:
+                    self._on_event("frame", None)
+                self._publish(frame)
+                if period:
+                    next_at += period
+                    delay = next_at - time.monotonic()
+                    if delay > 0:
+                        self._stop.wait(delay)
+                    else:
+                        next_at = time.monotonic()
+            return None
+        finally:
+            cap.release()

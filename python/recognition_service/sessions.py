@@ -1,0 +1,361 @@
+"""Recognition sessions in PostgreSQL: plain functions that take a connection.
+
+The API side creates, reads and stops sessions. The runner side (the process holding a session's
+lease) claims, renews and releases leases and records what its cameras see; every runner write is
+fenced on `owner = runner_id` and a live status, so a process that lost its lease records nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import psycopg2.errors
+import psycopg2.extras
+
+from .errors import ApiError
+
+LIVE = ("starting", "running", "stopping")
+RUNNABLE = ("starting", "running")
+
+
+class SessionExists(ApiError):
+    status, code = 409, "session_exists"
+
+
+class LeaseLost(Exception):
+    """This process no longer owns the session (stopped, failed, or taken over)."""
+
+
+@dataclass
+class SessionSpec:
+    """What a runner needs to run a session's cameras."""
+
+    session_id: int
+    slot_id: int
+    roster: list[str] | None
+    threshold: float | None
+    frame_interval_ms: int
+    cameras: dict[int, str]
+    failed_cameras: set[int] = field(default_factory=set)
+    seen: dict[str, float] = field(default_factory=dict)  # student_id -> best similarity recorded
+
+
+def _redact(url: str) -> str:
+    """A camera URL without its password (rtsp://user:secret@host -> rtsp://user:***@host)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest.split("/", 1)[0]:
+        return url
+    creds, host = rest.split("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
+
+
+def record_event(cur, session_id: int, type_: str, payload: dict) -> str:
+    """Append an event (in the caller's transaction); return its event_id."""
+    event_id = str(uuid.uuid4())
+    cur.execute("INSERT INTO events (event_id, session_id, type, payload) VALUES (%s, %s, %s, %s)",
+                (event_id, session_id, type_, json.dumps(payload)))
+    return event_id
+
+
+def _camera_counts(cur, session_id: int) -> tuple[int, int]:
+    cur.execute("""SELECT count(*) FILTER (WHERE status = 'active'), count(*) FILTER (WHERE status = 'failed')
+                   FROM session_cameras WHERE session_id = %s""", (session_id,))
+    active, failed = cur.fetchone()
+    return int(active), int(failed)
+
+
+def _status_event(cur, session_id: int, event: str, reason: str | None = None, **extra) -> None:
+    active, failed = _camera_counts(cur, session_id)
+    record_event(cur, session_id, "session_status",
+                 {"event": event, "reason": reason, "active_cameras": active, "failed_cameras": failed, **extra})
+
+
+# ---- API side ------------------------------------------------------------------------------
+
+
+def create_session(conn, *, slot_id: int, cameras: list[dict], callback_url: str, student_ids: list[str] | None,
+                   threshold: float | None, mode: str | None, callback_type: str | None,
+                   frame_interval_ms: int) -> int:
+    """Insert a session, its cameras and a `started` event; SessionExists while the slot runs."""
+    with conn.cursor() as cur:
+        try:
+            cur.execute("SAVEPOINT create_session")
+            cur.execute("""INSERT INTO sessions (slot_id, callback_url, student_ids, threshold, mode, callback_type,
+                                                 frame_interval_ms)
+                           VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING session_id""",
+                        (slot_id, callback_url, student_ids, threshold, mode, callback_type, frame_interval_ms))
+        except psycopg2.errors.UniqueViolation:
+            cur.execute("ROLLBACK TO SAVEPOINT create_session")
+            raise SessionExists(f"a session for slot {slot_id} is already running; stop it first",
+                                details={"field": "slot_id"}) from None
+        session_id = cur.fetchone()[0]
+        psycopg2.extras.execute_values(
+            cur, "INSERT INTO session_cameras (session_id, camera_id, url) VALUES %s",
+            [(session_id, c["camera_id"], c["url"]) for c in cameras])
+        _status_event(cur, session_id, "started")
+    return session_id
+
+
+_SESSION_COLUMNS = """session_id, slot_id, status, reason, mode, callback_type, callback_url, student_ids,
+                      threshold, frame_interval_ms, started_at, stopped_at, owner, lease_expires_at,
+                      callback_failures, last_success_time"""
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _view(cur, row: dict) -> dict:
+    sid = row["session_id"]
+    cur.execute("""SELECT camera_id, url, status, failures, last_error, frames, faces_detected, faces_embedded
+                   FROM session_cameras WHERE session_id = %s ORDER BY camera_id""", (sid,))
+    cameras = cur.fetchall()
+    cur.execute("""SELECT r.student_id, r.name, r.first_seen_at, r.camera_id, r.best_similarity, r.evidence_id
+                   FROM session_recognitions r WHERE r.session_id = %s ORDER BY r.first_seen_at, r.student_id""",
+                (sid,))
+    recognized = cur.fetchall()
+    active = [c["camera_id"] for c in cameras if c["status"] == "active"]
+    failed = [c["camera_id"] for c in cameras if c["status"] == "failed"]
+    return {
+        "session_id": sid,
+        "slot_id": row["slot_id"],
+        "status": row["status"],
+        "reason": row["reason"],
+        "mode": row["mode"],
+        "callback_type": row["callback_type"],
+        "callback_url": row["callback_url"],
+        "student_ids": row["student_ids"],
+        "threshold": row["threshold"],
+        "frame_interval_ms": row["frame_interval_ms"],
+        "started_at": _iso(row["started_at"]),
+        "stopped_at": _iso(row["stopped_at"]),
+        "active_cameras": len(active),
+        "failed_cameras": len(failed),
+        "active_camera_ids": active,
+        "failed_camera_ids": failed,
+        "cameras": [{"camera_id": c["camera_id"], "url": _redact(c["url"]), "status": c["status"],
+                     "failures": c["failures"], "last_error": c["last_error"], "frames": c["frames"],
+                     "faces_detected": c["faces_detected"], "faces_embedded": c["faces_embedded"]}
+                    for c in cameras],
+        "recognition_count": len(recognized),
+        "recognized_students": [
+            {"student_id": r["student_id"], "name": r["name"], "first_seen_at": _iso(r["first_seen_at"]),
+             "camera_id": r["camera_id"], "similarity": round(float(r["best_similarity"]), 4),
+             "evidence_id": str(r["evidence_id"]) if r["evidence_id"] else None}
+            for r in recognized],
+        "callback_failures": row["callback_failures"],
+        "last_success_time": _iso(row["last_success_time"]),
+        "owner": row["owner"],
+    }
+
+
+def get_session(conn, slot_id: int) -> dict | None:
+    """The slot's live session, else its latest one."""
+    with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+        cur.execute(f"""SELECT {_SESSION_COLUMNS} FROM sessions WHERE slot_id = %s
+                        ORDER BY (status IN %s) DESC, session_id DESC LIMIT 1""", (slot_id, LIVE))
+        row = cur.fetchone()
+        return _view(cur, row) if row else None
+
+
+def list_sessions(conn, *, status: str | None, limit: int, offset: int) -> tuple[list[dict], int]:
+    """Sessions newest first (optionally of one status) and the total count."""
+    where, args = ("WHERE status = %s", [status]) if status else ("", [])
+    with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+        cur.execute(f"SELECT count(*) AS n FROM sessions {where}", args)
+        total = cur.fetchone()["n"]
+        cur.execute(f"SELECT {_SESSION_COLUMNS} FROM sessions {where} ORDER BY session_id DESC LIMIT %s OFFSET %s",
+                    [*args, limit, offset])
+        return [_view(cur, row) for row in cur.fetchall()], total
+
+
+def stop_session(conn, slot_id: int) -> bool:
+    """End the slot's live session (its owner notices within SESSION_POLL_S); False when none is live."""
+    with conn.cursor() as cur:
+        cur.execute("""UPDATE sessions SET status = 'stopped', reason = 'stopped', stopped_at = now(),
+                              owner = NULL, lease_expires_at = NULL
+                       WHERE slot_id = %s AND status IN %s RETURNING session_id""", (slot_id, LIVE))
+        row = cur.fetchone()
+        if row is None:
+            return False
+        _status_event(cur, row[0], "stopped", "stopped")
+    return True
+
+
+def evidence_paths(conn, slot_id: int, evidence_id: str) -> tuple[str, str] | None:
+    """(face_path, frame_path) of an evidence item of the slot's sessions."""
+    try:
+        uuid.UUID(evidence_id)
+    except ValueError:
+        return None
+    with conn.cursor() as cur:
+        cur.execute("""SELECT e.face_path, e.frame_path FROM evidence e JOIN sessions s USING (session_id)
+                       WHERE e.evidence_id = %s AND s.slot_id = %s""", (evidence_id, slot_id))
+        return cur.fetchone()
+
+
+# ---- runner side ---------------------------------------------------------------------------
+
+
+def heartbeat_runner(conn, runner_id: str, host: str, pid: int, sessions: int, lease_s: float) -> int:
+    """Say this runner is alive; return the fewest sessions any live runner holds (for fair claiming)."""
+    with conn.cursor() as cur:
+        cur.execute("""INSERT INTO session_runners (runner_id, host, pid, sessions) VALUES (%s, %s, %s, %s)
+                       ON CONFLICT (runner_id) DO UPDATE SET sessions = EXCLUDED.sessions, seen_at = now()""",
+                    (runner_id, host, pid, sessions))
+        cur.execute("DELETE FROM session_runners WHERE seen_at < now() - make_interval(secs => %s * 3)", (lease_s,))
+        cur.execute("SELECT min(sessions) FROM session_runners WHERE seen_at > now() - make_interval(secs => %s)",
+                    (lease_s,))
+        fewest = cur.fetchone()[0]
+    return sessions if fewest is None else int(fewest)
+
+
+def remove_runner(conn, runner_id: str) -> None:
+    with conn.cursor() as cur:
+        cur.execute("DELETE FROM session_runners WHERE runner_id = %s", (runner_id,))
+
+
+def claim_session(conn, runner_id: str, lease_s: float) -> SessionSpec | None:
+    """Take one unowned (or lease-expired) runnable session, oldest first; None when there is none."""
+    with conn.cursor() as cur:
+        cur.execute("""UPDATE sessions SET owner = %s, lease_expires_at = now() + make_interval(secs => %s)
+                       WHERE session_id = (
+                           SELECT session_id FROM sessions
+                           WHERE status IN %s AND (owner IS NULL OR lease_expires_at < now())
+                           ORDER BY session_id FOR UPDATE SKIP LOCKED LIMIT 1)
+                       RETURNING session_id, slot_id, student_ids, threshold, frame_interval_ms""",
+                    (runner_id, lease_s, RUNNABLE))
+        row = cur.fetchone()
+        if row is None:
+            return None
+        session_id, slot_id, roster, threshold, interval = row
+        cur.execute("SELECT camera_id, url, status FROM session_cameras WHERE session_id = %s ORDER BY camera_id",
+                    (session_id,))
+        cams = cur.fetchall()
+        cur.execute("SELECT student_id, best_similarity FROM session_recognitions WHERE session_id = %s",
+                    (session_id,))
+        seen = {sid: float(sim) for sid, sim in cur.fetchall()}
+    return SessionSpec(session_id, slot_id, roster, threshold, interval,
+                       cameras={c[0]: c[1] for c in cams}, failed_cameras={c[0] for c in cams if c[2] == "failed"},
+                       seen=seen)
+
+
+def renew_leases(conn, runner_id: str, session_ids: list[int], lease_s: float) -> set[int]:
+    """Extend this runner's leases; return the sessions it still owns (the rest were stopped or taken)."""
+    if not session_ids:
+        return set()
+    with conn.cursor() as cur:
+        cur.execute("""UPDATE sessions SET lease_expires_at = now() + make_interval(secs => %s)
+                       WHERE session_id = ANY(%s) AND owner = %s AND status IN %s RETURNING session_id""",
+                    (lease_s, session_ids, runner_id, RUNNABLE))
+        return {r[0] for r in cur.fetchall()}
+
+
+def still_owned(conn, runner_id: str, session_ids: list[int]) -> set[int]:
+    """Which of these sessions this runner still owns (a read; no lease change)."""
+    if not session_ids:
+        return set()
+    with conn.cursor() as cur:
+        cur.execute("SELECT session_id FROM sessions WHERE session_id = ANY(%s) AND owner = %s AND status IN %s",
+                    (session_ids, runner_id, RUNNABLE))
+        return {r[0] for r in cur.fetchall()}
+
+
+def release_leases(conn, runner_id: str) -> int:
+    """Give up every lease of this runner so another process takes the sessions over at once."""
+    with conn.cursor() as cur:
+        cur.execute("""UPDATE sessions SET owner = NULL, lease_expires_at = NULL
+                       WHERE owner = %s AND status IN %s""", (runner_id, RUNNABLE))
+        return cur.rowcount
+
+
+def _fence(cur, runner_id: str, session_id: int) -> str:
+    """Lock the session row for this transaction if this runner owns it; raise LeaseLost otherwise."""
+    cur.execute("SELECT status FROM sessions WHERE session_id = %s AND owner = %s AND status IN %s FOR UPDATE",
+                (session_id, runner_id, RUNNABLE))
+    row = cur.fetchone()
+    if row is None:
+        raise LeaseLost(session_id)
+    return row[0]
+
+
+def set_camera_status(conn, runner_id: str, session_id: int, camera_id: int, status: str | None, *,
+                      failures: int, error: str | None, event: str | None) -> str | None:
+    """Record a camera's state (and optionally a session_status event); end the session when all failed.
+
+    `status` None keeps the stored one (a failed attempt that did not kill the camera yet).
+    Returns the session's new status when this change ended it ('failed'), else None.
+    """
+    with conn.cursor() as cur:
+        session_status = _fence(cur, runner_id, session_id)
+        cur.execute("""UPDATE session_cameras SET status = coalesce(%s, status), failures = %s, last_error = %s, updated_at = now()
+                       WHERE session_id = %s AND camera_id = %s""",
+                    (status, failures, error, session_id, camera_id))
+        if status == "active" and session_status == "starting":
+            cur.execute("UPDATE sessions SET status = 'running' WHERE session_id = %s", (session_id,))
+        if event:
+            _status_event(cur, session_id, event, error if event == "camera_failed" else None, camera_id=camera_id)
+        cur.execute("SELECT bool_and(status = 'failed') FROM session_cameras WHERE session_id = %s", (session_id,))
+        if cur.fetchone()[0]:
+            cur.execute("""UPDATE sessions SET status = 'failed', reason = 'all_cameras_failed', stopped_at = now(),
+                                  owner = NULL, lease_expires_at = NULL WHERE session_id = %s""", (session_id,))
+            _status_event(cur, session_id, "failed", "all_cameras_failed")
+            return "failed"
+    return None
+
+
+def add_camera_stats(conn, runner_id: str, session_id: int, stats: dict[int, tuple[int, int, int]]) -> None:
+    """Add (frames, faces_detected, faces_embedded) per camera to the stored counters."""
+    with conn.cursor() as cur:
+        _fence(cur, runner_id, session_id)
+        for camera_id, (frames, detected, embedded) in stats.items():
+            cur.execute("""UPDATE session_cameras SET frames = frames + %s, faces_detected = faces_detected + %s,
+                                  faces_embedded = faces_embedded + %s
+                           WHERE session_id = %s AND camera_id = %s""",
+                        (frames, detected, embedded, session_id, camera_id))
+
+
+def record_recognition(conn, runner_id: str, session_id: int, *, student_id: str, name: str, camera_id: int,
+                       similarity: float, evidence: tuple[str, str, str] | None) -> bool:
+    """Record a sighting: the first one per student creates the recognition (+ event); True if it did.
+
+    Later sightings only raise best_similarity. `evidence` is (evidence_id, face_path, frame_path);
+    it is stored only with a new recognition.
+    """
+    with conn.cursor() as cur:
+        _fence(cur, runner_id, session_id)
+        cur.execute("""UPDATE session_recognitions SET best_similarity = greatest(best_similarity, %s),
+                              last_seen_at = now()
+                       WHERE session_id = %s AND student_id = %s""", (similarity, session_id, student_id))
+        if cur.rowcount:
+            return False
+        evidence_id = None
+        if evidence is not None:
+            evidence_id = evidence[0]
+            cur.execute("""INSERT INTO evidence (evidence_id, session_id, student_id, camera_id, face_path, frame_path)
+                           VALUES (%s, %s, %s, %s, %s, %s)""", (evidence[0], session_id, student_id, camera_id,
+                                                                 evidence[1], evidence[2]))
+        cur.execute("""INSERT INTO session_recognitions (session_id, student_id, name, camera_id, similarity,
+                                                         best_similarity, evidence_id)
+                       VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING first_seen_at""",
+                    (session_id, student_id, name, camera_id, similarity, similarity, evidence_id))
+        seen_at = cur.fetchone()[0]
+        record_event(cur, session_id, "recognition",
+                     {"student_id": student_id, "name": name, "similarity": round(similarity, 4),
+                      "camera_id": camera_id, "recognized_at": seen_at.isoformat(), "evidence_id": evidence_id})
+    return True
+
+
+def expired_evidence(conn, retention_days: float) -> list[tuple[str, str]]:
+    """Delete evidence rows older than the retention; return their file paths for removal."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_try_advisory_xact_lock(%s)", (0x65766964,))
+        if not cur.fetchone()[0]:
+            return []  # another process is sweeping
+        cur.execute("""DELETE FROM evidence WHERE created_at < now() - make_interval(secs => %s)
+                       RETURNING face_path, frame_path""", (retention_days * 86400,))
+        return cur.fetchall()

@@ -1,0 +1,148 @@
+"""One thread per process that owns sessions through leases in PostgreSQL and runs their cameras.
+
+Each tick (SESSION_POLL_S): drop sessions this process no longer owns (stopped elsewhere, failed,
+taken over), renew the leases it holds (every third of SESSION_LEASE_S), say it is alive with its
+session count, and claim one unowned or lease-expired session when it holds no more than the least
+loaded live process; that spreads sessions over workers and servers. A dead owner's sessions are
+claimed by another process within SESSION_LEASE_S + SESSION_POLL_S; a graceful shutdown releases the
+leases so the next owner starts at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+
+from . import metrics
+from . import sessions as store
+from .evidence import remove_files
+from .session_runner import SessionHandle
+
+log = logging.getLogger(__name__)
+
+
+class SessionSupervisor:
+    """Claims, renews and releases session leases for this process and runs the owned sessions."""
+
+    def __init__(self, state):
+        self.state = state
+        self.settings = state.settings
+        self.host, self.pid = socket.gethostname(), os.getpid()
+        self.runner_id = f"{self.host}:{self.pid}:{uuid.uuid4().hex[:8]}"
+        self.camera_slots = threading.BoundedSemaphore(self.settings.CAMERA_INFERENCE_CONCURRENCY)
+        self.handles: dict[int, SessionHandle] = {}
+        self._wake = threading.Event()
+        self._draining = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_renew = 0.0
+        self._last_sweep = 0.0
+        self._last_error = ""
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="session-supervisor", daemon=True)
+            self._thread.start()
+            log.info("session runner %s started", self.runner_id)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def wake(self) -> None:
+        """Claim now instead of at the next tick (a session was just created here)."""
+        self._wake.set()
+
+    def begin_drain(self) -> None:
+        """Stop claiming; safe to call from a signal handler."""
+        self._draining.set()
+        self._wake.set()
+
+    def shutdown(self, timeout: float) -> None:
+        """Stop the cameras within `timeout` and release the leases so another process resumes at once."""
+        self.begin_drain()
+        if self._thread is not None:
+            self._thread.join(min(timeout, 5.0))
+        handles = list(self.handles.values())
+        for handle in handles:
+            handle.stop()
+        end = time.monotonic() + max(0.5, timeout - 1.0)
+        for handle in handles:
+            handle.join(max(0.0, end - time.monotonic()))
+        self.handles.clear()
+        metrics.SESSIONS_OWNED.set(0)
+        if self._thread is None:
+            return
+        try:
+            with self.state.db.get_db_conn() as conn:
+                released = store.release_leases(conn, self.runner_id)
+                store.remove_runner(conn, self.runner_id)
+            log.info("session runner %s stopped; %d session(s) released", self.runner_id, released)
+        except Exception as exc:  # noqa: BLE001 - the leases then expire by themselves
+            log.warning("could not release session leases (they expire in %ss): %s", self.settings.SESSION_LEASE_S, exc)
+
+    def _run(self) -> None:
+        while not self._draining.is_set():
+            try:
+                self._tick()
+                self._last_error = ""
+            except Exception as exc:  # noqa: BLE001 - the database may be down; try again next tick
+                message = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                if message != self._last_error:
+                    log.warning("session runner tick failed: %s", message)
+                self._last_error = message
+            self._wake.wait(self.settings.SESSION_POLL_S)
+            self._wake.clear()
+
+    def _tick(self) -> None:
+        s = self.settings
+        self.state.ensure_schema()
+        for sid in [sid for sid, h in self.handles.items() if h.stopped.is_set()]:
+            self.handles.pop(sid).join(0.1)
+        now = time.monotonic()
+        owned = list(self.handles)
+        with self.state.db.get_db_conn() as conn:
+            if now - self._last_renew >= s.SESSION_LEASE_S / 3:
+                alive = store.renew_leases(conn, self.runner_id, owned, s.SESSION_LEASE_S)
+                self._last_renew = now
+            else:
+                alive = store.still_owned(conn, self.runner_id, owned)
+            for sid in set(owned) - alive:
+                self.handles.pop(sid).lost()
+            fewest = store.heartbeat_runner(conn, self.runner_id, self.host, self.pid, len(self.handles),
+                                            s.SESSION_LEASE_S)
+        for handle in list(self.handles.values()):
+            handle.flush_cameras()
+            try:
+                with self.state.db.get_db_conn() as conn:
+                    handle.flush_counts(conn)
+            except store.LeaseLost:
+                handle.lost()
+        if not self._draining.is_set() and len(self.handles) < s.MAX_SESSIONS_PER_WORKER and len(self.handles) <= fewest:
+            self._claim_one()
+        metrics.SESSIONS_OWNED.set(len(self.handles))
+        if now - self._last_sweep >= s.EVIDENCE_SWEEP_S:
+            self._last_sweep = now
+            self._sweep_evidence()
+
+    def _claim_one(self) -> None:
+        with self.state.db.get_db_conn() as conn:
+            spec = store.claim_session(conn, self.runner_id, self.settings.SESSION_LEASE_S)
+        if spec is None:
+            return
+        log.info("session of slot %s (id %s) claimed by %s: %d camera(s), %d student(s) already recognised",
+                 spec.slot_id, spec.session_id, self.runner_id, len(spec.cameras), len(spec.seen))
+        handle = SessionHandle(self, spec)
+        self.handles[spec.session_id] = handle
+        handle.start()
+        self._wake.set()  # look again soon: there may be more to take
+
+    def _sweep_evidence(self) -> None:
+        with self.state.db.get_db_conn() as conn:
+            expired = store.expired_evidence(conn, self.settings.EVIDENCE_RETENTION_DAYS)
+        if expired:
+            removed = remove_files(self.settings.evidence_dir, expired)
+            log.info("evidence retention: %d item(s) expired, %d file(s) removed", len(expired), removed)

@@ -1,0 +1,125 @@
+"""Real video sources for session tests: a video file, GStreamer's RTSP server, an HTTP MJPEG server."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from shared import FACES
+
+BBT = FACES / "group" / "enroll_bbt"
+RTSP_SERVER = Path(__file__).with_name("rtsp_server.py")
+SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's python3-gi and python3-gst-1.0 live there, not in the venv
+
+
+def still_frames(size=(960, 540)) -> list[np.ndarray]:
+    """The Big Bang Theory stills letterboxed to one size."""
+    frames = []
+    for path in sorted((BBT / "scenes").glob("*.jpg")):
+        img = cv2.imread(str(path))
+        h, w = img.shape[:2]
+        scale = min(size[0] / w, size[1] / h)
+        img = cv2.resize(img, (int(w * scale), int(h * scale)), interpolation=cv2.INTER_AREA)
+        canvas = np.zeros((size[1], size[0], 3), np.uint8)
+        y, x = (size[1] - img.shape[0]) // 2, (size[0] - img.shape[1]) // 2
+        canvas[y:y + img.shape[0], x:x + img.shape[1]] = img
+        frames.append(canvas)
+    return frames
+
+
+def build_video(path: Path, *, fps: int = 10, seconds_per_still: float = 2.0) -> Path:
+    """An MP4 (MPEG-4 part 2) showing each still for a while: a classroom camera that cuts between views."""
+    frames = still_frames()
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    assert writer.isOpened(), "OpenCV could not open an MP4 writer"
+    for frame in frames:
+        for _ in range(int(fps * seconds_per_still)):
+            writer.write(frame)
+    writer.release()
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 20.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listens on port {port}")
+
+
+class RtspCamera:
+    """GStreamer's RTSP server on loopback looping a video, run by the system Python (gi bindings)."""
+
+    def __init__(self, video: Path, port: int | None = None):
+        self.video, self.port = video, port or free_port()
+        self.url = f"rtsp://127.0.0.1:{self.port}/cam"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> RtspCamera:
+        self.proc = subprocess.Popen([SYSTEM_PYTHON, str(RTSP_SERVER), str(self.video), str(self.port)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            wait_port(self.port)
+        except TimeoutError:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+
+
+class MjpegCamera:
+    """An HTTP MJPEG stream (multipart/x-mixed-replace) of the stills, like a cheap IP camera."""
+
+    def __init__(self, fps: float = 10.0):
+        frames = [cv2.imencode(".jpg", f)[1].tobytes() for f in still_frames()]
+        period = 1.0 / fps
+        per_still = int(fps * 2)
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                i = 0
+                try:
+                    while True:
+                        jpeg = frames[(i // per_still) % len(frames)]
+                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\n"
+                                         + f"Content-Length: {len(jpeg)}\r\n\r\n".encode() + jpeg + b"\r\n")
+                        i += 1
+                        time.sleep(period)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_port}/stream.mjpg"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

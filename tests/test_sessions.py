@@ -1,0 +1,326 @@
+"""Recognition sessions end to end: real RTSP/MJPEG/file cameras, real Gunicorn processes, real PostgreSQL."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import time
+import uuid
+
+import cv2
+import psutil
+import psycopg2
+import pytest
+import requests
+from PIL import Image
+from servers import Server
+from streams import BBT, MjpegCamera, RtspCamera, build_video, free_port, still_frames
+
+FAST = {"SESSION_LEASE_S": 4, "SESSION_POLL_S": 0.5, "CAMERA_RETRY_BASE_S": 0.3, "CAMERA_RETRY_MAX_S": 2,
+        "CAMERA_OPEN_TIMEOUT_S": 3, "CAMERA_READ_TIMEOUT_S": 3, "LOG_LEVEL": "INFO"}
+CAST = sorted(p.name for p in (BBT / "portraits").iterdir() if p.is_dir())
+
+
+def wait_for(check, timeout: float, what: str, interval: float = 0.25):
+    """Poll until check() returns something truthy; fail naming what was awaited."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last: {last!r}")
+
+
+def enrol(url: str, names=CAST) -> None:
+    for name in names:
+        photos = sorted((BBT / "portraits" / name).iterdir())[:3]
+        files = [("image", (p.name, p.read_bytes())) for p in photos]
+        r = requests.post(f"{url}/api/v1/students/{name}/faces", files=files, data={"name": name.replace("_", " ")},
+                          timeout=60)
+        assert r.status_code == 201, r.text
+
+
+def cast_in_stills(url: str) -> set[str]:
+    """Who /recognize finds in the stills the cameras show: what a session must find, each once."""
+    found = set()
+    for frame in still_frames():
+        jpeg = cv2.imencode(".jpg", frame)[1].tobytes()
+        r = requests.post(f"{url}/api/v1/recognize", files={"image": ("s.jpg", jpeg)}, timeout=60)
+        found |= {f["student_id"] for f in r.json()["faces"] if f["student_id"]}
+    return found
+
+
+def get(url: str, slot: int) -> dict:
+    r = requests.get(f"{url}/api/v1/sessions/{slot}", timeout=10)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def start(url: str, slot: int, cameras: list[tuple[int, str]], **extra) -> dict:
+    body = {"slot_id": slot, "cameras": [{"camera_id": c, "url": u} for c, u in cameras],
+            "callback_url": "http://127.0.0.1:9/callback", **extra}
+    r = requests.post(f"{url}/api/v1/sessions", json=body, timeout=10)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def owner_pid(session: dict) -> int | None:
+    return int(session["owner"].split(":")[1]) if session.get("owner") else None
+
+
+def recognition_events(database_url: str, slot: int) -> list[str]:
+    with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
+        cur.execute("""SELECT e.payload->>'student_id' FROM events e JOIN sessions s USING (session_id)
+                       WHERE s.slot_id = %s AND e.type = 'recognition'""", (slot,))
+        return [r[0] for r in cur.fetchall()]
+
+
+def status_events(database_url: str, slot: int) -> list[dict]:
+    with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
+        cur.execute("""SELECT e.payload FROM events e JOIN sessions s USING (session_id)
+                       WHERE s.slot_id = %s AND e.type = 'session_status' ORDER BY e.id""", (slot,))
+        return [r[0] for r in cur.fetchall()]
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    return build_video(tmp_path_factory.mktemp("video") / "classroom.mp4")
+
+
+@pytest.fixture
+def rtsp(video):
+    camera = RtspCamera(video).start()
+    yield camera
+    camera.stop()
+
+
+@pytest.fixture
+def servers(database_url, tmp_path):
+    started: list[Server] = []
+
+    def _start(**env) -> Server:
+        server = Server("gunicorn", database_url, tmp_path, **{**FAST, **env}).wait_ready(90)
+        started.append(server)
+        return server
+
+    yield _start
+    for server in started:
+        server.kill()
+
+
+def test_session_recognises_the_cast_once_from_rtsp_mjpeg_and_file_cameras(servers, rtsp, video, database_url):
+    server = servers(WORKERS=1)
+    enrol(server.url)
+    expected = cast_in_stills(server.url)
+    assert len(expected) >= 5, expected  # the stills show most of the cast
+    mjpeg = MjpegCamera()
+    try:
+        created = start(server.url, 101, [(1, rtsp.url), (2, mjpeg.url), (3, str(video))], frame_interval_ms=200,
+                        mode="attendance", callback_type="class")
+        assert created["status"] in ("starting", "running") and created["mode"] == "attendance"
+        dup = requests.post(f"{server.url}/api/v1/sessions", timeout=10,
+                            json={"slot_id": 101, "cameras": [{"camera_id": 1, "url": rtsp.url}],
+                                  "callback_url": "http://127.0.0.1:9/cb"})
+        assert dup.status_code == 409 and dup.json()["error"]["code"] == "session_exists"
+
+        session = wait_for(lambda: (s := get(server.url, 101))["recognition_count"] >= len(expected) and s,
+                           90, "every cast member seen in the stills to be recognised")
+        time.sleep(3)  # more frames of the same people must not add recognitions
+        session = get(server.url, 101)
+    finally:
+        mjpeg.stop()
+    recognised = [r["student_id"] for r in session["recognized_students"]]
+    assert set(recognised) == expected
+    assert len(recognised) == len(set(recognised))
+    assert sorted(recognition_events(database_url, 101)) == sorted(expected)  # one event per student
+    assert session["status"] == "running" and session["active_camera_ids"] == [1, 2, 3]
+    for camera in session["cameras"]:
+        assert camera["frames"] > 0 and camera["faces_detected"] > 0, camera
+        # tracking: faces already recognised are not embedded on every frame
+        assert camera["faces_embedded"] < camera["faces_detected"], camera
+    for item in session["recognized_students"]:
+        assert item["name"] == item["student_id"].replace("_", " ")
+        for kind in ("face", "frame"):
+            r = requests.get(f"{server.url}/api/v1/sessions/101/evidence/{item['evidence_id']}",
+                             params={"kind": kind}, timeout=10)
+            assert r.status_code == 200 and r.headers["Content-Type"] == "image/jpeg"
+            assert Image.open(io.BytesIO(r.content)).format == "JPEG"
+    missing = requests.get(f"{server.url}/api/v1/sessions/101/evidence/{uuid.uuid4()}", timeout=10)
+    assert missing.status_code == 404
+
+    stopped = requests.post(f"{server.url}/api/v1/sessions/101/stop", timeout=10)
+    assert stopped.status_code == 200 and stopped.json()["status"] == "stopped"
+    assert requests.post(f"{server.url}/api/v1/sessions/999/stop", timeout=10).status_code == 404
+    events = [e["event"] for e in status_events(database_url, 101)]
+    assert events[0] == "started" and events[-1] == "stopped"
+    # the slot can run again once stopped
+    assert start(server.url, 101, [(1, str(video))])["status"] in ("starting", "running")
+
+
+def test_invalid_session_requests_are_refused_and_change_nothing(servers):
+    server = servers(WORKERS=1)
+    url = server.url + "/api/v1/sessions"
+    good = {"slot_id": 5, "cameras": [{"camera_id": 1, "url": "rtsp://10.0.0.5/stream"}],
+            "callback_url": "https://backend.example/cb"}
+    cases = {
+        "slot_id": {**good, "slot_id": "five"},
+        "cameras": {**good, "cameras": []},
+        "cameras.0.url": {**good, "cameras": [{"camera_id": 1, "url": "ftp://x/y"}]},
+        "callback_url": {**good, "callback_url": "javascript:alert(1)"},
+        "student_ids": {**good, "student_ids": ["ok", "not ok!"]},
+        "threshold": {**good, "threshold": 3},
+        "frame_interval_ms": {**good, "frame_interval_ms": -1},
+    }
+    for field, body in cases.items():
+        r = requests.post(url, json=body, timeout=10)
+        assert r.status_code == 422, (field, r.text)
+        assert r.json()["error"]["field"] == field
+    dup = {**good, "cameras": [{"camera_id": 1, "url": "a.mp4"}, {"camera_id": 1, "url": "b.mp4"}]}
+    assert requests.post(url, json=dup, timeout=10).status_code == 422
+    assert requests.post(url, data="nope", timeout=10).status_code == 400
+    assert requests.get(url, timeout=10).json()["total"] == 0
+    assert requests.get(url + "/5", timeout=10).status_code == 404
+
+
+def test_dead_cameras_are_marked_and_a_session_with_only_dead_cameras_fails(servers, video, database_url):
+    server = servers(WORKERS=1, CAMERA_MAX_FAILURES=2)
+    closed = free_port()
+    start(server.url, 201, [(1, str(video)), (2, f"rtsp://127.0.0.1:{closed}/none")], frame_interval_ms=500)
+    session = wait_for(lambda: (s := get(server.url, 201))["failed_camera_ids"] == [2] and s, 30, "camera 2 dead")
+    assert session["status"] == "running" and session["active_camera_ids"] == [1]
+
+    start(server.url, 202, [(1, f"rtsp://127.0.0.1:{closed}/a"), (2, f"http://127.0.0.1:{closed}/b.mjpg")])
+    session = wait_for(lambda: (s := get(server.url, 202))["status"] == "failed" and s, 40, "session 202 to fail")
+    assert session["reason"] == "all_cameras_failed" and session["failed_camera_ids"] == [1, 2]
+    assert session["stopped_at"] is not None
+    events = status_events(database_url, 202)
+    assert [e["event"] for e in events].count("camera_failed") == 2
+    assert events[-1]["event"] == "failed" and events[-1]["reason"] == "all_cameras_failed"
+    # a failed session frees its slot
+    assert start(server.url, 202, [(1, str(video))])["status"] in ("starting", "running")
+
+
+def test_rtsp_server_restart_reconnects_and_recognition_resumes(servers, rtsp, database_url):
+    server = servers(WORKERS=1, CAMERA_MAX_FAILURES=100)
+    enrol(server.url)
+    expected = cast_in_stills(server.url)
+    late = sorted(expected)[0]  # enrolled only after the outage: recognised only if recognition resumed
+    requests.delete(f"{server.url}/api/v1/students/{late}", timeout=10)
+    start(server.url, 301, [(7, rtsp.url)], frame_interval_ms=200)
+    wait_for(lambda: get(server.url, 301)["recognition_count"] >= len(expected) - 1, 90, "recognitions before outage")
+
+    rtsp.stop()
+    session = wait_for(lambda: (s := get(server.url, 301))["cameras"][0]["failures"] > 0 and s, 30,
+                       "the lost stream to be noticed")
+    assert session["cameras"][0]["last_error"]
+    rtsp.start()  # same port
+    wait_for(lambda: get(server.url, 301)["cameras"][0]["failures"] == 0, 30, "the camera to reconnect")
+    frames = get(server.url, 301)["cameras"][0]["frames"]
+    enrol(server.url, [late])
+    session = wait_for(lambda: (s := get(server.url, 301))["recognition_count"] == len(expected) and s, 60,
+                       f"{late} to be recognised after the reconnection")
+    assert late in [r["student_id"] for r in session["recognized_students"]]
+    assert session["cameras"][0]["frames"] > frames and session["status"] == "running"
+    assert sorted(recognition_events(database_url, 301)) == sorted(expected)
+
+
+def _log_pid(server: Server, request_id: str) -> int:
+    for line in server.log_path.read_text(errors="replace").splitlines():
+        if request_id in line and line.startswith("{"):
+            entry = json.loads(line)
+            if entry.get("request_id") == request_id and entry.get("route"):
+                return entry["pid"]
+    raise AssertionError(f"no access line for {request_id}")
+
+
+def test_stop_answered_by_another_worker_stops_the_owners_cameras(servers, video):
+    server = servers(WORKERS=2)
+    for attempt in range(30):
+        slot = 400 + attempt
+        start(server.url, slot, [(1, str(video))], frame_interval_ms=300)
+        owner = wait_for(lambda s=slot: owner_pid(get(server.url, s)), 20, "a worker to own the session")
+        wait_for(lambda s=slot: get(server.url, s)["status"] == "running", 20, "the session to run")
+        request_id = uuid.uuid4().hex
+        r = requests.post(f"{server.url}/api/v1/sessions/{slot}/stop", headers={"X-Request-ID": request_id},
+                          timeout=10)
+        assert r.status_code == 200 and r.json()["status"] == "stopped"
+        if _log_pid(server, request_id) != owner:
+            break
+    else:
+        pytest.fail("every stop landed on the owning worker")
+    # the owner notices and stops its cameras: its frame counter stops moving
+    time.sleep(FAST["SESSION_POLL_S"] * 4)
+    frames = get(server.url, slot)["cameras"][0]["frames"]
+    time.sleep(2)
+    final = get(server.url, slot)
+    assert final["cameras"][0]["frames"] == frames and final["owner"] is None
+    assert f"session of slot {slot} is no longer owned here" in server.log_path.read_text()
+
+
+def test_sigkill_of_the_owner_moves_the_session_within_the_lease_without_duplicates(servers, rtsp, database_url):
+    lease = 10.0  # the default
+    server = servers(WORKERS=2, SESSION_LEASE_S=lease, SESSION_POLL_S=1.0)
+    enrol(server.url)
+    expected = cast_in_stills(server.url)
+    start(server.url, 501, [(1, rtsp.url)], frame_interval_ms=200)
+    wait_for(lambda: get(server.url, 501)["recognition_count"] >= 2, 60, "first recognitions")
+    victim = owner_pid(get(server.url, 501))
+    os.kill(victim, signal.SIGKILL)
+    killed_at = time.monotonic()
+    session = wait_for(lambda: (s := get(server.url, 501))["owner"] and owner_pid(s) != victim and s, lease + 10,
+                       "another worker to take the session over")
+    takeover = time.monotonic() - killed_at
+    assert takeover <= lease + 2, takeover
+    assert psutil.pid_exists(owner_pid(session))
+    print(f"\ntakeover after SIGKILL: {takeover:.1f} s (lease {lease} s)")
+    session = wait_for(lambda: (s := get(server.url, 501))["recognition_count"] == len(expected) and s, 90,
+                       "the rest of the cast after the takeover")
+    recognised = [r["student_id"] for r in session["recognized_students"]]
+    assert sorted(recognised) == sorted(expected)
+    assert sorted(recognition_events(database_url, 501)) == sorted(expected)  # no duplicate after the takeover
+
+
+def test_two_servers_share_sessions_and_take_over_when_one_dies(servers, video):
+    a = servers(WORKERS=1)
+    b = servers(WORKERS=1)
+    for slot in range(601, 605):
+        start(a.url if slot % 2 else b.url, slot, [(1, str(video))], frame_interval_ms=500)
+    workers = {srv: {c.pid for c in psutil.Process(srv.proc.pid).children()} for srv in (a, b)}
+
+    def owners():
+        return [owner_pid(get(a.url, slot)) for slot in range(601, 605)]
+
+    wait_for(lambda: all(owners()), 20, "every session to be owned")
+    by_server = {srv: sum(pid in workers[srv] for pid in owners()) for srv in (a, b)}
+    assert by_server[a] == 2 and by_server[b] == 2, by_server  # spread evenly
+
+    for pid in workers[b] | {b.proc.pid}:
+        os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: all(pid in workers[a] for pid in owners()), FAST["SESSION_LEASE_S"] + 10,
+             "server a to take over server b's sessions")
+    wait_for(lambda: all(get(a.url, s)["status"] == "running" for s in range(601, 605)), 10, "all sessions running")
+
+
+def test_restarting_the_service_resumes_running_sessions(servers, video, database_url, tmp_path):
+    server = servers(WORKERS=2)
+    for slot in (701, 702):
+        start(server.url, slot, [(1, str(video))], frame_interval_ms=300)
+    wait_for(lambda: all(get(server.url, s)["status"] == "running" for s in (701, 702)), 20, "sessions running")
+    assert server.stop() == 0  # graceful: cameras stop, leases released, sessions stay running
+    with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT status, owner FROM sessions ORDER BY slot_id")
+        assert cur.fetchall() == [("running", None), ("running", None)]
+        cur.execute("SELECT sum(frames) FROM session_cameras")
+        frames = cur.fetchone()[0]
+
+    again = Server("gunicorn", database_url, tmp_path, **{**FAST, "WORKERS": 2}).wait_ready(90)
+    try:
+        wait_for(lambda: all(owner_pid(get(again.url, s)) for s in (701, 702)), 15, "sessions to be resumed")
+        wait_for(lambda: sum(get(again.url, s)["cameras"][0]["frames"] for s in (701, 702)) > frames, 15,
+                 "cameras to process frames again")
+    finally:
+        again.kill()
