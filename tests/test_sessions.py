@@ -6,6 +6,7 @@ import io
 import json
 import os
 import signal
+import socket
 import time
 import uuid
 
@@ -193,12 +194,18 @@ def test_dead_cameras_are_marked_and_a_session_with_only_dead_cameras_fails(serv
     session = wait_for(lambda: (s := get(server.url, 201))["failed_camera_ids"] == [2] and s, 30, "camera 2 dead")
     assert session["status"] == "running" and session["active_camera_ids"] == [1]
 
-    start(server.url, 202, [(1, f"rtsp://127.0.0.1:{closed}/a"), (2, f"http://127.0.0.1:{closed}/b.mjpg")])
-    session = wait_for(lambda: (s := get(server.url, 202))["status"] == "failed" and s, 40, "session 202 to fail")
-    assert session["reason"] == "all_cameras_failed" and session["failed_camera_ids"] == [1, 2]
+    # camera 3 accepts the connection and never answers: only the open timeout gets the thread out
+    black_hole = socket.create_server(("127.0.0.1", 0), backlog=16)
+    try:
+        start(server.url, 202, [(1, f"rtsp://127.0.0.1:{closed}/a"), (2, f"http://127.0.0.1:{closed}/b.mjpg"),
+                                (3, f"rtsp://127.0.0.1:{black_hole.getsockname()[1]}/silent")])
+        session = wait_for(lambda: (s := get(server.url, 202))["status"] == "failed" and s, 40, "session 202 to fail")
+    finally:
+        black_hole.close()
+    assert session["reason"] == "all_cameras_failed" and session["failed_camera_ids"] == [1, 2, 3]
     assert session["stopped_at"] is not None
     events = status_events(database_url, 202)
-    assert [e["event"] for e in events].count("camera_failed") == 2
+    assert [e["event"] for e in events].count("camera_failed") == 3
     assert events[-1]["event"] == "failed" and events[-1]["reason"] == "all_cameras_failed"
     # a failed session frees its slot
     assert start(server.url, 202, [(1, str(video))])["status"] in ("starting", "running")
@@ -226,6 +233,25 @@ def test_rtsp_server_restart_reconnects_and_recognition_resumes(servers, rtsp, d
     assert late in [r["student_id"] for r in session["recognized_students"]]
     assert session["cameras"][0]["frames"] > frames and session["status"] == "running"
     assert sorted(recognition_events(database_url, 301)) == sorted(expected)
+
+
+def test_a_frozen_stream_times_out_and_is_reconnected_when_it_resumes(servers, rtsp):
+    server = servers(WORKERS=1, CAMERA_MAX_FAILURES=100)
+    start(server.url, 351, [(1, rtsp.url)], frame_interval_ms=200)
+    wait_for(lambda: get(server.url, 351)["cameras"][0]["frames"] > 5, 30, "frames")
+    rtsp.proc.send_signal(signal.SIGSTOP)  # the server hangs: connection open, no data
+    try:
+        frozen_at = time.monotonic()
+        session = wait_for(lambda: (s := get(server.url, 351))["cameras"][0]["failures"] > 0 and s,
+                           FAST["CAMERA_READ_TIMEOUT_S"] * 3 + 10, "the read timeout to end the frozen read")
+        # FFmpeg hands out the frames it had buffered, and its interrupt can fire twice before read fails
+        assert time.monotonic() - frozen_at < FAST["CAMERA_READ_TIMEOUT_S"] * 3 + 5
+        assert session["cameras"][0]["last_error"]
+    finally:
+        rtsp.proc.send_signal(signal.SIGCONT)
+    wait_for(lambda: get(server.url, 351)["cameras"][0]["failures"] == 0, 40, "the camera to reconnect")
+    frames = get(server.url, 351)["cameras"][0]["frames"]
+    wait_for(lambda: get(server.url, 351)["cameras"][0]["frames"] > frames, 20, "frames after the reconnection")
 
 
 def _log_pid(server: Server, request_id: str) -> int:
@@ -324,3 +350,62 @@ def test_restarting_the_service_resumes_running_sessions(servers, video, databas
                  "cameras to process frames again")
     finally:
         again.kill()
+
+
+def test_expired_evidence_is_swept_and_recognitions_stay(servers, video, database_url):
+    server = servers(WORKERS=1, EVIDENCE_RETENTION_DAYS=30, EVIDENCE_SWEEP_S=1)
+    enrol(server.url)
+    start(server.url, 801, [(1, str(video))], frame_interval_ms=200)
+    session = wait_for(lambda: (s := get(server.url, 801))["recognition_count"] >= 3 and s, 60, "recognitions")
+    evidence_dir = server.log_path.parent / "data" / "evidence"
+    files = sorted(evidence_dir.rglob("*.jpg"))
+    assert len(files) >= 6  # a face crop and a frame per recognition
+    with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
+        cur.execute("UPDATE evidence SET created_at = now() - interval '31 days'")
+        aged = cur.rowcount
+    wait_for(lambda: not any(f.exists() for f in files), 20, "the aged evidence files to be removed")
+    with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM evidence WHERE created_at < now() - interval '30 days'")
+        assert cur.fetchone()[0] == 0 and aged >= 3
+    old = session["recognized_students"][0]
+    gone = requests.get(f"{server.url}/api/v1/sessions/801/evidence/{old['evidence_id']}", timeout=10)
+    assert gone.status_code == 404
+    after = get(server.url, 801)
+    assert after["recognition_count"] >= session["recognition_count"]  # the recognitions themselves stay
+    assert {r["student_id"] for r in session["recognized_students"]} <= {r["student_id"] for r in
+                                                                         after["recognized_students"]}
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """DATA_DIR/evidence on a tiny tmpfs filled to the last byte: a real ENOSPC (needs root to mount)."""
+    target = tmp_path / "data" / "evidence"
+    target.mkdir(parents=True)
+    if os.geteuid() != 0 or os.system(f"mount -t tmpfs -o size=4m tmpfs {target} 2>/dev/null") != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    filler = target / "filler"
+    try:
+        with open(filler, "wb") as fh:
+            while True:
+                fh.write(b"\0" * 65536)
+                fh.flush()
+    except OSError:
+        pass
+    yield target
+    os.system(f"umount -l {target}")
+
+
+def test_full_disk_skips_evidence_but_records_the_recognition(servers, video, full_disk):
+    server = servers(WORKERS=1)
+    enrol(server.url)
+    start(server.url, 802, [(1, str(video))], frame_interval_ms=200)
+    session = wait_for(lambda: (s := get(server.url, 802))["recognition_count"] >= 2 and s, 60, "recognitions")
+    assert all(r["evidence_id"] is None for r in session["recognized_students"])
+    assert "evidence not saved" in server.log_path.read_text()
+    assert [p.name for p in full_disk.rglob("*") if p.is_file()] == ["filler"]  # no partial files left behind
+    (full_disk / "filler").unlink()  # space again: the next students get evidence
+    before = {r["student_id"] for r in session["recognized_students"]}
+    requests.post(f"{server.url}/api/v1/sessions/802/stop", timeout=10)
+    start(server.url, 803, [(1, str(video))], frame_interval_ms=200)
+    later = wait_for(lambda: (s := get(server.url, 803))["recognition_count"] >= 2 and s, 60, "recognitions")
+    assert all(r["evidence_id"] for r in later["recognized_students"]), before
