@@ -10,7 +10,8 @@ from shared import REPO_ROOT
 def test_benchmark_runs_all_parts(tmp_path):
     report = tmp_path / "bench.json"
     done = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "benchmark.py"), "--portraits", "4",
-                           "--scenes", "1", "--sweep", "100,1000", "--concurrency", "2", "--report", str(report)],
+                           "--scenes", "1", "--passes", "1", "--sweep", "100,1000", "--concurrency", "2",
+                           "--report", str(report)],
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads(report.read_text())

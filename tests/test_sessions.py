@@ -132,6 +132,8 @@ def test_session_recognises_the_cast_once_from_rtsp_mjpeg_and_file_cameras(serve
                            90, "every cast member seen in the stills to be recognised")
         time.sleep(3)  # more frames of the same people must not add recognitions
         session = get(server.url, 101)
+        runner = requests.get(f"{server.url}/health", timeout=10).json()["sessions"]
+        assert runner["runner_alive"] and runner["running_here"] == 1 and session["owner"] == runner["runner_id"]
     finally:
         mjpeg.stop()
     recognised = [r["student_id"] for r in session["recognized_students"]]

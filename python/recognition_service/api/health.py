@@ -45,7 +45,13 @@ def health():
               "started_at": state.started_at.astimezone(zone).isoformat(timespec="seconds"),
               "now": datetime.now(zone).isoformat(timespec="seconds"),
               "uptime_seconds": state.uptime_seconds, "version": __version__, "pid": os.getpid()}
+    runner = state.sessions
+    result["sessions"] = ({"runner_id": runner.runner_id, "runner_alive": runner.running,
+                           "running_here": len(runner.handles)} if runner is not None else None)
+    if runner is not None and not runner.running:
+        reasons.append("the session runner thread of this process has stopped")
     if reasons:
+        result["status"] = "degraded"
         result["reasons"] = reasons
     if body.get("enrollments", {}).get("other_models"):
         result["warnings"] = [f"{body['enrollments']['other_models']} enrolled faces belong to another model "
