@@ -28,7 +28,8 @@ log = logging.getLogger("recognition_service.waitress")
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = preflight.base_parser(PROG, __doc__.splitlines()[0])
-    parser.add_argument("--channel-timeout", type=int, help="idle connection timeout in s (CHANNEL_TIMEOUT_S, default 120)")
+    parser.add_argument("--channel-timeout", type=int,
+                        help="idle connection timeout in s (CHANNEL_TIMEOUT_S, default 120)")
     return parser.parse_args(argv)
 
 

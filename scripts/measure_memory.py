@@ -49,7 +49,8 @@ def main() -> None:
         errors, rss = 0, {}
 
         def one(data: bytes) -> int:
-            return requests.post(server.url + "/api/v1/recognize", files={"image": ("p.jpg", data)}, timeout=120).status_code
+            return requests.post(server.url + "/api/v1/recognize", files={"image": ("p.jpg", data)},
+                                 timeout=120).status_code
 
         started = time.monotonic()
         with ThreadPoolExecutor(args.concurrency) as pool:

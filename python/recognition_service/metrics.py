@@ -34,7 +34,8 @@ SESSIONS_OWNED = Gauge("recognizer_sessions_running", "Sessions whose cameras ru
 CAMERA_FRAMES = Counter("recognizer_camera_frames_total", "Camera frames processed")
 CAMERA_FACES = Counter("recognizer_camera_faces_total", "Faces in camera frames, detected and embedded", ["kind"])
 CAMERA_FAILURES = Counter("recognizer_camera_failures_total", "Failed camera opens and lost streams")
-SESSION_RECOGNITIONS = Counter("recognizer_session_recognitions_total", "Students recognised for the first time in a session")
+SESSION_RECOGNITIONS = Counter("recognizer_session_recognitions_total",
+                               "Students recognised for the first time in a session")
 EVIDENCE_SKIPPED = Counter("recognizer_evidence_skipped_total", "Recognitions recorded without evidence (disk full)")
 RSS = Gauge("recognizer_process_rss_bytes", "Resident memory of each worker process", multiprocess_mode="liveall")
 

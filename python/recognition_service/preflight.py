@@ -102,7 +102,8 @@ def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
     parser.add_argument("--host", help="address to bind (HOST, default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (PORT, default 8000)")
     parser.add_argument("--threads", type=int, help="threads per process (THREADS, default 4)")
-    parser.add_argument("--install-deps", action="store_true", help="pip-install requirements.txt if anything is missing")
+    parser.add_argument("--install-deps", action="store_true",
+                        help="pip-install requirements.txt if anything is missing")
     return parser
 
 

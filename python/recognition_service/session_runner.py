@@ -188,7 +188,8 @@ class SessionHandle:
                 gallery.refresh(conn)
             self._last_refresh = now
         threshold = self.spec.threshold if self.spec.threshold is not None else self.settings.RECOGNITION_THRESHOLD
-        return gallery.match(embeddings, threshold=threshold, margin=self.settings.MATCH_MARGIN, roster=self.spec.roster)
+        return gallery.match(embeddings, threshold=threshold, margin=self.settings.MATCH_MARGIN,
+                             roster=self.spec.roster)
 
     def sighting(self, camera_id: int, student_id: str, similarity: float, frame: np.ndarray, bbox) -> None:
         """Record the first sighting of a student (with evidence) or raise their best similarity."""
@@ -199,7 +200,8 @@ class SessionHandle:
             self.spec.seen[student_id] = similarity if best is None else max(best, similarity)
         first = best is None
         root = self.settings.evidence_dir
-        evidence = save_evidence(root, frame, bbox, frame_max_side=self.settings.EVIDENCE_FRAME_MAX_SIDE) if first else None
+        evidence = (save_evidence(root, frame, bbox, frame_max_side=self.settings.EVIDENCE_FRAME_MAX_SIDE)
+                    if first else None)
         if first and evidence is None:
             metrics.EVIDENCE_SKIPPED.inc()
         try:

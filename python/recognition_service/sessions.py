@@ -292,7 +292,8 @@ def set_camera_status(conn, runner_id: str, session_id: int, camera_id: int, sta
     """
     with conn.cursor() as cur:
         session_status = _fence(cur, runner_id, session_id)
-        cur.execute("""UPDATE session_cameras SET status = coalesce(%s, status), failures = %s, last_error = %s, updated_at = now()
+        cur.execute("""UPDATE session_cameras
+                       SET status = coalesce(%s, status), failures = %s, last_error = %s, updated_at = now()
                        WHERE session_id = %s AND camera_id = %s""",
                     (status, failures, error, session_id, camera_id))
         if status == "active" and session_status == "starting":

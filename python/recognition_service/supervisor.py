@@ -121,7 +121,8 @@ class SessionSupervisor:
                     handle.flush_counts(conn)
             except store.LeaseLost:
                 handle.lost()
-        if not self._draining.is_set() and len(self.handles) < s.MAX_SESSIONS_PER_WORKER and len(self.handles) <= fewest:
+        held = len(self.handles)
+        if not self._draining.is_set() and held < s.MAX_SESSIONS_PER_WORKER and held <= fewest:
             self._claim_one()
         metrics.SESSIONS_OWNED.set(len(self.handles))
         if now - self._last_sweep >= s.EVIDENCE_SWEEP_S:
