@@ -411,3 +411,18 @@ def test_full_disk_skips_evidence_but_records_the_recognition(servers, video, fu
     start(server.url, 803, [(1, str(video))], frame_interval_ms=200)
     later = wait_for(lambda: (s := get(server.url, 803))["recognition_count"] >= 2 and s, 60, "recognitions")
     assert all(r["evidence_id"] for r in later["recognized_students"]), before
+
+
+def test_waitress_runs_sessions_and_releases_them_on_sigterm(database_url, tmp_path, video):
+    server = Server("waitress", database_url, tmp_path, **FAST).wait_ready(90)
+    try:
+        enrol(server.url)
+        start(server.url, 901, [(1, str(video))], frame_interval_ms=200)
+        session = wait_for(lambda: (s := get(server.url, 901))["recognition_count"] >= 2 and s, 60, "recognitions")
+        assert owner_pid(session) == server.proc.pid  # one process: Waitress's own
+        assert server.stop() == 0
+    finally:
+        server.kill()
+    with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT status, owner FROM sessions WHERE slot_id = 901")
+        assert cur.fetchone() == ("running", None)  # cameras stopped, lease released for the next start
