@@ -1,10 +1,11 @@
-"""The database stops for 10 s under a running Gunicorn service: 503 during, success after, no restart."""
+"""The database stops under a running Gunicorn service: 503 during, success after, sessions resume, no restart."""
 
 import os
 import tempfile
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import requests
 from servers import Server
@@ -63,3 +64,43 @@ def test_database_outage_degrades_then_recovers(own_postgres, tmp_path):
         assert requests.get(service.url + "/health", timeout=30).json()["status"] == "ok"
     finally:
         assert service.stop() == 0
+
+
+def test_sessions_survive_a_database_outage_longer_than_their_lease(own_postgres, tmp_path):
+    from streams import build_video
+
+    url, stop, start = own_postgres
+    video = build_video(tmp_path / "classroom.mp4")
+    service = Server("gunicorn", url, tmp_path, WORKERS=2, DB_CONNECT_TIMEOUT_S=2, SESSION_LEASE_S=4,
+                     SESSION_POLL_S=0.5).wait_ready()
+
+    def session() -> dict:
+        r = requests.get(service.url + "/api/v1/sessions/1", timeout=30)
+        return r.json() if r.status_code == 200 else {}
+
+    def wait(check, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if check():
+                return True
+            time.sleep(0.3)
+        return False
+
+    try:
+        r = requests.post(service.url + "/api/v1/sessions", timeout=30, json={
+            "slot_id": 1, "cameras": [{"camera_id": 1, "url": str(video)}], "frame_interval_ms": 200,
+            "callback_url": "http://127.0.0.1:9/cb"})
+        assert r.status_code == 201
+        assert wait(lambda: session().get("status") == "running" and session()["cameras"][0]["frames"] > 0, 30)
+        stop()
+        time.sleep(8)  # twice the lease: no owner can renew, no process can claim
+        start()
+        assert wait(lambda: session().get("owner") is not None, 30), service.log()
+        frames = session()["cameras"][0]["frames"]
+        assert wait(lambda: session()["cameras"][0]["frames"] > frames, 20), "frames did not resume"
+        final = session()
+        assert final["status"] == "running" and final["active_camera_ids"] == [1]
+        workers = {p.pid for p in psutil.Process(service.proc.pid).children()}
+        assert int(final["owner"].split(":")[1]) in workers
+    finally:
+        service.kill()
