@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -84,6 +84,15 @@ class Settings(BaseSettings):
     EVIDENCE_RETENTION_DAYS: float = Field(30.0, gt=0)
     EVIDENCE_SWEEP_S: float = Field(3600.0, gt=0)
     EVIDENCE_FRAME_MAX_SIDE: int = Field(640, ge=64, le=4096)
+    PUBLIC_BASE_URL: str | None = None  # how the backend reaches this service (evidence URLs); default http://HOST:PORT
+    CALLBACK_SECRET: SecretStr | None = None  # HMAC key of X-Recognizer-Signature
+    CALLBACK_FLUSH_MS: int = Field(500, ge=0, le=60_000)
+    CALLBACK_POLL_S: float = Field(0.5, gt=0, le=60)
+    CALLBACK_CONNECT_TIMEOUT_S: float = Field(3.0, gt=0, le=60)
+    CALLBACK_READ_TIMEOUT_S: float = Field(10.0, gt=0, le=300)
+    CALLBACK_RETRY_BASE_S: float = Field(1.0, gt=0, le=600)
+    CALLBACK_RETRY_MAX_S: float = Field(300.0, gt=0, le=86_400)
+    CALLBACK_MAX_AGE_S: float = Field(3 * 86_400.0, gt=0)  # then a dead letter
     FAULT_INJECTION: bool = False  # tests only: lets X-Fault-Inject raise inside the model path
 
     @field_validator("LOG_LEVEL", mode="before")
@@ -145,6 +154,10 @@ class Settings(BaseSettings):
         if self.MODEL_DIR is not None:
             return self.MODEL_DIR.expanduser()
         return self.MODEL_ROOT.expanduser() / "models" / self.MODEL_NAME
+
+    @property
+    def public_base_url(self) -> str:
+        return (self.PUBLIC_BASE_URL or f"http://{self.HOST}:{self.PORT}").rstrip("/")
 
     @property
     def evidence_dir(self) -> Path:

@@ -40,6 +40,7 @@ class ServiceState:
         self._galleries: dict[str, Gallery] = {}
         self._gallery_lock = threading.Lock()
         self.sessions = None  # the SessionSupervisor, once start_sessions() ran in this process
+        self.callbacks = None  # the CallbackSender, idem
 
     @property
     def uptime_seconds(self) -> float:
@@ -79,12 +80,17 @@ class ServiceState:
             log.warning("database not ready: %s", exc.message)
 
     def start_sessions(self) -> None:
-        """Run session cameras in this process (server processes only, after fork)."""
+        """Run session cameras and the callback sender in this process (server processes only, after fork)."""
         if self.settings.SESSIONS_ENABLED and self.sessions is None:
             from .supervisor import SessionSupervisor
 
             self.sessions = SessionSupervisor(self)
             self.sessions.start()
+        if self.callbacks is None:
+            from .callbacks import CallbackSender
+
+            self.callbacks = CallbackSender(self)
+            self.callbacks.start()
 
     def wake_sessions(self) -> None:
         if self.sessions is not None:
@@ -94,6 +100,8 @@ class ServiceState:
         """Stop session cameras (releasing their leases), then close the pool."""
         if self.sessions is not None:
             self.sessions.shutdown(timeout)
+        if self.callbacks is not None:
+            self.callbacks.stop(min(timeout, 5.0))
         self.db.close()
 
 

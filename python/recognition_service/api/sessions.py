@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, jsonify, request, send_file
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .. import outbox
 from .. import sessions as svc
 from ..errors import NotFound, ValidationFailed
 from ..evidence import resolve
@@ -154,3 +155,31 @@ def get_evidence(slot_id: int, evidence_id: str):
     if path is None:
         raise NotFound("no such evidence for this slot (it may have expired)", code="evidence_not_found")
     return send_file(path, mimetype="image/jpeg", max_age=3600)
+
+
+@bp.get("/sessions/<int:slot_id>/events")
+def list_events(slot_id: int):
+    """The slot's callback deliveries: pending, delivered or dead (newest first)."""
+    status = request.args.get("status")
+    if status is not None and status not in ("pending", "delivered", "dead"):
+        raise ValidationFailed("status must be pending, delivered or dead", details={"field": "status"})
+    limit = number_param("limit", 100, 1, 1000, int)
+    state = service_state()
+    state.ensure_schema()
+    with state.db.get_db_conn() as conn:
+        _session_or_404(conn, slot_id)
+        items = outbox.list_deliveries(conn, slot_id, status, limit)
+    return jsonify({"slot_id": slot_id, "events": items})
+
+
+@bp.post("/sessions/<int:slot_id>/events/redeliver")
+def redeliver(slot_id: int):
+    """Send the slot's dead letters again, with their original event_id."""
+    state = service_state()
+    state.ensure_schema()
+    with state.db.get_db_conn() as conn:
+        _session_or_404(conn, slot_id)
+        count = outbox.redeliver_dead(conn, slot_id)
+    if state.callbacks is not None:
+        state.callbacks.wake()
+    return jsonify({"slot_id": slot_id, "requeued": count})
