@@ -155,10 +155,10 @@ def test_events_wait_for_a_receiver_that_is_down_across_a_service_restart(server
         back.close()
 
 
-def test_a_400_is_a_dead_letter_at_once_and_redeliver_sends_it_again(servers, receiver, database_url):
+def test_a_400_is_a_dead_letter_at_once_and_redeliver_sends_it_again(servers, receiver, video, database_url):
     server = servers(WORKERS=1)
     receiver.status = 400
-    start(server.url, 41, [(1, "rtsp://127.0.0.1:9/none")], callback_url=receiver.url)
+    start(server.url, 41, [(1, str(video))], frame_interval_ms=2000, callback_url=receiver.url)
     dead = wait_for(lambda: [d for d in deliveries(database_url) if d[2] == "dead"], 20, "a dead letter")
     assert dead[0][3] == 1  # one attempt, no retry storm
     time.sleep(2)
@@ -172,14 +172,16 @@ def test_a_400_is_a_dead_letter_at_once_and_redeliver_sends_it_again(servers, re
     assert receiver.accepted()[0]["event_id"] == dead[0][0]
 
 
-def test_two_workers_and_a_second_server_never_deliver_an_event_twice(servers, receiver, database_url):
+def test_two_workers_and_a_second_server_never_deliver_an_event_twice(servers, receiver, video, database_url):
     a = servers(WORKERS=2)
     b = servers(WORKERS=2)
     for slot in range(51, 55):
-        start((a if slot % 2 else b).url, slot, [(1, "rtsp://127.0.0.1:9/none")], callback_url=receiver.url)
+        start((a if slot % 2 else b).url, slot, [(1, str(video))], frame_interval_ms=2000, callback_url=receiver.url)
         insert_recognition_events(database_url, slot, 150)
-    total = wait_for(lambda: (d := deliveries(database_url)) and all(x[2] == "delivered" for x in d) and len(d) > 8
-                     and d, 60, "every delivery delivered")
+    wait_for(lambda: len(recognised_items(receiver.accepted())) >= 600, 60, "600 recognitions")
+    total = wait_for(lambda: (d := deliveries(database_url)) and all(x[2] == "delivered" for x in d) and d, 30,
+                     "every delivery delivered")
+    time.sleep(1)  # anything sent twice would arrive now
     counts = Counter(b["event_id"] for b in receiver.accepted())
     assert len(counts) == len(total) and max(counts.values()) == 1, counts.most_common(3)
     items = Counter(i["event_id"] for i in recognised_items(receiver.accepted()))
