@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
+from .auth import init_auth
 from .config import Settings, load_settings
 from .errors import register_error_handlers
 from .http_hooks import init_request_hooks
@@ -26,6 +27,7 @@ def create_app(settings: Settings | None = None, *, warm_up: bool = False) -> Fl
     app.extensions["recognition"] = state
     register_error_handlers(app)
     init_request_hooks(app, settings.REQUEST_TIMEOUT_S)
+    init_auth(app, state)
 
     from .api import health, recognition, sessions, students
 

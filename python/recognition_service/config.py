@@ -84,6 +84,10 @@ class Settings(BaseSettings):
     EVIDENCE_RETENTION_DAYS: float = Field(30.0, gt=0)
     EVIDENCE_SWEEP_S: float = Field(3600.0, gt=0)
     EVIDENCE_FRAME_MAX_SIDE: int = Field(640, ge=64, le=4096)
+    API_KEYS: SecretStr | None = None  # comma-separated; more keys (hashed) live in the database
+    ALLOW_UNAUTHENTICATED: bool = False  # serve without any key on a non-loopback address
+    PUBLIC_METRICS: bool = True  # /metrics without a key (Prometheus scrapers)
+    PUBLIC_HEALTH_DETAILS: bool = True  # /health without a key (/health/live and /ready are always open)
     PUBLIC_BASE_URL: str | None = None  # how the backend reaches this service (evidence URLs); default http://HOST:PORT
     CALLBACK_SECRET: SecretStr | None = None  # HMAC key of X-Recognizer-Signature
     CALLBACK_FLUSH_MS: int = Field(500, ge=0, le=60_000)
@@ -154,6 +158,11 @@ class Settings(BaseSettings):
         if self.MODEL_DIR is not None:
             return self.MODEL_DIR.expanduser()
         return self.MODEL_ROOT.expanduser() / "models" / self.MODEL_NAME
+
+    @property
+    def api_keys(self) -> list[str]:
+        raw = self.API_KEYS.get_secret_value() if self.API_KEYS else ""
+        return [k.strip() for k in raw.split(",") if k.strip()]
 
     @property
     def public_base_url(self) -> str:

@@ -69,8 +69,11 @@ def check_model(settings) -> Path:
     return pack
 
 
-def prepare_database(settings) -> str:
-    """Start the embedded PostgreSQL when no DATABASE_URL is set, check it answers, apply migrations."""
+def prepare_database(settings, *, for_serving: bool = True) -> str:
+    """Start the embedded PostgreSQL when no DATABASE_URL is set, check it answers, apply migrations.
+
+    For serving, also refuse a non-loopback address when no API key exists (`check_exposure`).
+    """
     import psycopg2
 
     from .embedded_pg import start_embedded_postgres
@@ -90,10 +93,34 @@ def prepare_database(settings) -> str:
     try:
         with conn:
             apply_migrations(conn)
+            with conn.cursor() as cur:
+                cur.execute("SELECT count(*) FROM api_keys WHERE revoked_at IS NULL")
+                db_keys = cur.fetchone()[0]
     finally:
         conn.close()  # closed before any fork: workers open their own pools
     os.environ["DATABASE_URL"] = url
+    if for_serving:
+        check_exposure(settings, db_keys)
     return url
+
+
+LOOPBACK_HOSTS = {"127.0.0.1", "::1", "localhost"}
+
+
+def check_exposure(settings, db_keys: int) -> None:
+    """Without any API key, serve on loopback only (unless ALLOW_UNAUTHENTICATED); say so either way."""
+    if settings.api_keys or db_keys:
+        return
+    if settings.HOST in LOOPBACK_HOSTS or settings.HOST.startswith("127."):
+        print("WARNING: no API key configured: the API is open to anyone on this machine "
+              "(set API_KEYS or create one with python/manage_api_keys.py)", file=sys.stderr)
+        return
+    if not settings.ALLOW_UNAUTHENTICATED:
+        raise PreflightError(f"no API key configured: refusing to serve on {settings.HOST} without one; "
+                             "set API_KEYS, create a key with python/manage_api_keys.py, or set "
+                             "ALLOW_UNAUTHENTICATED=1")
+    print(f"WARNING: ALLOW_UNAUTHENTICATED=1: the API on {settings.HOST} accepts requests without a key",
+          file=sys.stderr)
 
 
 def base_parser(prog: str, description: str) -> argparse.ArgumentParser:

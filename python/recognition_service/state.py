@@ -41,6 +41,7 @@ class ServiceState:
         self._gallery_lock = threading.Lock()
         self.sessions = None  # the SessionSupervisor, once start_sessions() ran in this process
         self.callbacks = None  # the CallbackSender, idem
+        self.keys = None  # the API key checker (auth.init_auth)
 
     @property
     def uptime_seconds(self) -> float:

@@ -8,6 +8,7 @@ from flask import Blueprint, g, jsonify
 from pydantic import BaseModel, Field
 
 from .. import students as svc
+from ..api_keys import audit
 from ..errors import ApiError, NotFound
 from ..pipeline import analyse_bytes
 from ..state import service_state
@@ -60,6 +61,7 @@ def delete_student(student_id: str):
     with state.db.get_db_conn() as conn:
         if not svc.delete_student(conn, student_id):
             raise NotFound(f"student {student_id} not found")
+        audit(conn, g.actor, "student.delete", student_id)
     return "", 204
 
 
@@ -104,6 +106,7 @@ def enrol_faces(student_id: str):
                                       embedding=face.embedding, det_score=face.det_score,
                                       bbox=face.bbox, image_sha256=sha)
             enrolled.append({"face_id": face_id, "det_score": face.det_score, "bbox": face.bbox})
+        audit(conn, g.actor, "student.enrol", student_id, {"face_ids": [f["face_id"] for f in enrolled]})
     return jsonify({"student_id": student_id, "faces": enrolled, "rejected": rejected}), 201
 
 
@@ -114,4 +117,5 @@ def delete_face(student_id: str, face_id: int):
     with state.db.get_db_conn() as conn:
         if not svc.delete_face(conn, student_id, face_id):
             raise NotFound(f"face {face_id} of student {student_id} not found")
+        audit(conn, g.actor, "face.delete", student_id, {"face_id": face_id})
     return "", 204
