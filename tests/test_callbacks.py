@@ -102,7 +102,8 @@ def test_events_are_delivered_signed_and_batched(servers, receiver, video, datab
     listed = requests.get(f"{server.url}/api/v1/sessions/11/events?status=delivered", timeout=10).json()["events"]
     assert {e["event_id"] for e in listed} == {b["event_id"] for b in bodies}
     page = requests.get(f"{server.url}/metrics", timeout=10).text
-    delivered = [line for line in page.splitlines() if line.startswith('recognizer_callbacks_total{outcome="delivered"}')]
+    metric = 'recognizer_callbacks_total{outcome="delivered"}'
+    delivered = [line for line in page.splitlines() if line.startswith(metric)]
     assert delivered and float(delivered[0].split()[-1]) == len(bodies)
 
     # a large class: 250 recognitions go out in POSTs of at most 100
