@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,7 +34,10 @@ class Server:
         full_env = {**os.environ, "DATABASE_URL": database_url, "MODEL_DIR": str(MODEL_PACK),
                     "DATA_DIR": str(tmp / "data"), "PORT": str(self.port), "HOST": "127.0.0.1",
                     "WORKERS": "2", "THREADS": "4", "ORT_THREADS": "1", "LOG_FORMAT": "json",
-                    "GRACEFUL_TIMEOUT_S": "20"}
+                    "GRACEFUL_TIMEOUT_S": "20",
+                    # the tests' cameras, receivers and videos live on loopback and in the temp folder
+                    "CALLBACK_ALLOWED_HOSTS": "127.0.0.1", "CAMERA_ALLOWED_NETWORKS": "127.0.0.0/8",
+                    "CAMERA_FILE_ROOT": tempfile.gettempdir()}
         full_env.update({k: str(v) for k, v in env.items()})
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen([sys.executable, str(SCRIPTS[kind])], env=full_env, cwd=tmp,

@@ -6,7 +6,9 @@ import io
 import json
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import psycopg2
 import requests
@@ -107,3 +109,93 @@ def test_without_keys_the_service_refuses_a_public_address(database_url, tmp_pat
         assert requests.get(keyed.url + "/api/v1/students", headers={"X-API-Key": "k"}, timeout=10).status_code == 200
     finally:
         keyed.kill()
+
+
+def _session(client, **overrides):
+    body = {"slot_id": 1, "cameras": [{"camera_id": 1, "url": "rtsp://10.0.0.5/stream"}],
+            "callback_url": "http://127.0.0.1:8080/cb", **overrides}
+    return client.post("/api/v1/sessions", json=body)
+
+
+def test_session_urls_reaching_refused_addresses_are_422(make_app, tmp_path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "room.mp4").write_bytes(b"")
+    client = make_app(CALLBACK_ALLOWED_HOSTS=None, CAMERA_ALLOWED_NETWORKS=None,
+                      CAMERA_FILE_ROOT=str(videos)).test_client()
+    refused = {
+        "http://169.254.169.254/latest/meta-data/": "callback_url",   # cloud metadata
+        "http://127.0.0.1:8080/cb": "callback_url",                   # loopback, not allow-listed
+        "http://localhost:8080/cb": "callback_url",                   # a name resolving to loopback
+        "http://167772161/cb": "callback_url",                        # a host resolving to 10.0.0.1 (private)
+        "http://[::1]/cb": "callback_url",
+        "ftp://example.org/cb": "callback_url",
+    }
+    for url, field in refused.items():
+        r = _session(client, callback_url=url)
+        assert r.status_code == 422, (url, r.json)
+        assert r.json["error"]["field"] == field
+    cameras = {
+        "rtsp://169.254.169.254/": "cameras.0.url",
+        "rtsp://127.0.0.1:8554/cam": "cameras.0.url",
+        "http://localhost/mjpg": "cameras.0.url",
+        "rtsp://224.0.0.1/": "cameras.0.url",
+        str(tmp_path / "elsewhere.mp4"): "cameras.0.url",              # a file outside CAMERA_FILE_ROOT
+        str(videos / ".." / "elsewhere.mp4"): "cameras.0.url",         # ... also through ..
+    }
+    for url, field in cameras.items():
+        r = _session(client, callback_url="http://8.8.8.8/cb", cameras=[{"camera_id": 1, "url": url}])
+        assert r.status_code == 422, (url, r.json)
+        assert r.json["error"]["field"] == field and r.json["error"]["code"] == "refused_address"
+    assert client.get("/api/v1/sessions").json["total"] == 0  # nothing was created
+    # a LAN camera, a file under the root and a public callback are fine
+    ok = _session(client, callback_url="http://8.8.8.8/cb",
+                  cameras=[{"camera_id": 1, "url": "rtsp://10.0.0.5/stream"},
+                           {"camera_id": 2, "url": str(videos / "room.mp4")}])
+    assert ok.status_code == 201, ok.json
+
+
+def test_allow_lists_open_chosen_hosts_and_networks(make_app):
+    client = make_app(CALLBACK_ALLOWED_HOSTS="backend.lan, 127.0.0.1, 10.1.0.0/16",
+                      CAMERA_ALLOWED_NETWORKS="127.0.0.0/8").test_client()
+    assert _session(client, callback_url="http://127.0.0.1:9/cb",
+                    cameras=[{"camera_id": 1, "url": "rtsp://127.0.0.1:8554/cam"}]).status_code == 201
+    assert _session(client, slot_id=2, callback_url="http://10.1.2.3/cb").status_code == 201
+    assert _session(client, slot_id=3, callback_url="http://10.2.0.1/cb").status_code == 422
+
+
+def test_a_callback_redirecting_to_a_refused_address_is_not_followed(database_url, tmp_path):
+    hits = []
+
+    class Redirector(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            hits.append(self.path)
+            self.send_response(302)
+            self.send_header("Location", "http://169.254.169.254/latest/meta-data/")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    redirector = ThreadingHTTPServer(("127.0.0.1", 0), Redirector)
+    threading.Thread(target=redirector.serve_forever, daemon=True).start()
+    server = Server("gunicorn", database_url, tmp_path, WORKERS=1, CALLBACK_POLL_S=0.2,
+                    CAMERA_MAX_FAILURES=1000).wait_ready(90)
+    try:
+        r = requests.post(server.url + "/api/v1/sessions", timeout=10, json={
+            "slot_id": 7, "cameras": [{"camera_id": 1, "url": "rtsp://127.0.0.1:9/none"}],
+            "callback_url": f"http://127.0.0.1:{redirector.server_port}/cb"})
+        assert r.status_code == 201
+        deadline = time.monotonic() + 20
+        while True:
+            dead = requests.get(server.url + "/api/v1/sessions/7/events?status=dead", timeout=10).json()["events"]
+            if dead:
+                break
+            assert time.monotonic() < deadline, "no dead letter"
+            time.sleep(0.3)
+        assert dead[0]["last_status"] == 302 and "not followed" in dead[0]["last_error"]
+        assert hits == ["/cb"]  # one attempt; the redirect target was never contacted
+    finally:
+        server.kill()
+        redirector.shutdown()

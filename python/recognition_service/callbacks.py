@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 import requests
 
 from . import metrics, outbox
+from .egress import RefusedAddress, check_callback_url
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,14 @@ class CallbackSender:
             headers["X-Recognizer-Signature"] = "sha256=" + sign(s.CALLBACK_SECRET.get_secret_value(), timestamp, body)
         status, error, retry_after = None, "", None
         try:
+            check_callback_url(item.callback_url, s.CALLBACK_ALLOWED_HOSTS)
+        except RefusedAddress as exc:  # the host now resolves somewhere it must not go
+            log.warning("callback %s not sent: %s", item.event_id, exc.message)
+            with self.state.db.get_db_conn() as conn:
+                outbox.mark_failed(conn, item, status=None, error=exc.message, retry_in_s=None)
+            metrics.CALLBACKS.labels("dead").inc()
+            return
+        try:
             response = self._http.post(item.callback_url, data=body, headers=headers, allow_redirects=False,
                                        timeout=(s.CALLBACK_CONNECT_TIMEOUT_S, s.CALLBACK_READ_TIMEOUT_S))
             status = response.status_code
@@ -131,7 +140,9 @@ class CallbackSender:
                 return
             error = f"HTTP {status}"
             retry_after = _retry_after(response) if status in (429, 503) else None
-            permanent = 400 <= status < 500 and status not in _RETRYABLE
+            if 300 <= status < 400:  # never followed: it could lead to a refused address
+                error = f"HTTP {status} redirect to {response.headers.get('Location', '?')[:200]} not followed"
+            permanent = 300 <= status < 500 and status not in _RETRYABLE
         except requests.RequestException as exc:
             error, permanent = f"{type(exc).__name__}: {exc}".splitlines()[0], False
         if permanent:

@@ -37,8 +37,10 @@ class FrameGrabber:
     own frame rate and starts again at its end, like a camera that never stops.
     """
 
-    def __init__(self, url: str, *, open_timeout_s: float, read_timeout_s: float, on_event, next_delay, name: str):
+    def __init__(self, url: str, *, open_timeout_s: float, read_timeout_s: float, on_event, next_delay, name: str,
+                 check=None):
         self.url = url
+        self._check = check  # raises (with .message) when the URL may no longer be reached
         self._open_timeout_s = open_timeout_s
         self._read_timeout_s = read_timeout_s
         self._on_event = on_event
@@ -87,6 +89,11 @@ class FrameGrabber:
 
     def _session(self) -> str | None:
         """One connection: open, read until the stream ends; return why it ended (None: file looped)."""
+        if self._check is not None:
+            try:
+                self._check(self.url)
+            except Exception as exc:  # noqa: BLE001 - refused now (e.g. the name resolves elsewhere)
+                return getattr(exc, "message", str(exc))
         cap = open_capture(self.url, self._open_timeout_s, self._read_timeout_s)
         try:
             if not cap.isOpened():

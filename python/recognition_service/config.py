@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     ALLOW_UNAUTHENTICATED: bool = False  # serve without any key on a non-loopback address
     PUBLIC_METRICS: bool = True  # /metrics without a key (Prometheus scrapers)
     PUBLIC_HEALTH_DETAILS: bool = True  # /health without a key (/health/live and /ready are always open)
+    CALLBACK_ALLOWED_HOSTS: str | None = None  # comma-separated host names, IPs or CIDRs callbacks may reach
+    CAMERA_ALLOWED_NETWORKS: str | None = None  # comma-separated CIDRs or host names (loopback etc.) for cameras
+    CAMERA_FILE_ROOT: Path | None = None  # video files may be used as cameras only under this folder
     PUBLIC_BASE_URL: str | None = None  # how the backend reaches this service (evidence URLs); default http://HOST:PORT
     CALLBACK_SECRET: SecretStr | None = None  # HMAC key of X-Recognizer-Signature
     CALLBACK_FLUSH_MS: int = Field(500, ge=0, le=60_000)

@@ -13,6 +13,7 @@ import psycopg2
 from . import metrics
 from . import sessions as store
 from .cameras import FrameGrabber
+from .egress import check_camera_url
 from .errors import ServiceUnavailable
 from .evidence import remove_files, save_evidence
 from .pipeline import norm_crop
@@ -37,7 +38,8 @@ class CameraWorker:
         self._counts_lock = threading.Lock()
         name = f"cam-{handle.spec.slot_id}-{camera_id}"
         self.grabber = FrameGrabber(url, open_timeout_s=s.CAMERA_OPEN_TIMEOUT_S, read_timeout_s=s.CAMERA_READ_TIMEOUT_S,
-                                    on_event=self._on_source_event, next_delay=self._backoff, name=name + "-read")
+                                    on_event=self._on_source_event, next_delay=self._backoff, name=name + "-read",
+                                    check=lambda u: check_camera_url(u, s.CAMERA_ALLOWED_NETWORKS, s.CAMERA_FILE_ROOT))
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
 
     def start(self) -> None:

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from .. import outbox
 from .. import sessions as svc
+from ..egress import check_callback_url, check_camera_url
 from ..errors import NotFound, ValidationFailed
 from ..evidence import resolve
 from ..state import service_state
@@ -86,6 +87,10 @@ def start_session():
     if len(body.cameras) > settings.MAX_CAMERAS_PER_SESSION:
         raise ValidationFailed(f"cameras: at most {settings.MAX_CAMERAS_PER_SESSION} per session",
                                details={"field": "cameras"})
+    check_callback_url(body.callback_url, settings.CALLBACK_ALLOWED_HOSTS)
+    for i, camera in enumerate(body.cameras):
+        camera.url = check_camera_url(camera.url, settings.CAMERA_ALLOWED_NETWORKS, settings.CAMERA_FILE_ROOT,
+                                      field=f"cameras.{i}.url")
     state.ensure_schema()
     with state.db.get_db_conn() as conn:
         svc.create_session(conn, slot_id=body.slot_id, cameras=[c.model_dump() for c in body.cameras],
