@@ -82,7 +82,8 @@ class Settings(BaseSettings):
     CAMERA_INFERENCE_CONCURRENCY: int = Field(1, ge=1, le=64)  # model runs at once for all cameras of a worker
     TRACK_REEMBED_S: float = Field(3.0, ge=0, le=3600)  # a recognised, tracked face is embedded again after this
     EVIDENCE_RETENTION_DAYS: float = Field(30.0, gt=0)
-    EVIDENCE_SWEEP_S: float = Field(3600.0, gt=0)
+    EVIDENCE_SWEEP_S: float = Field(3600.0, gt=0)  # also removes delivered callbacks past their retention
+    DELIVERED_RETENTION_DAYS: float = Field(30.0, gt=0)
     EVIDENCE_FRAME_MAX_SIDE: int = Field(640, ge=64, le=4096)
     API_KEYS: SecretStr | None = None  # comma-separated; more keys (hashed) live in the database
     ALLOW_UNAUTHENTICATED: bool = False  # serve without any key on a non-loopback address

@@ -69,13 +69,6 @@ def list_students(conn, limit: int, offset: int) -> tuple[list[dict], int]:
     return [_student_row(r) for r in rows], total
 
 
-def delete_student(conn, student_id: str) -> bool:
-    """Delete a student and (by cascade) every embedding of theirs."""
-    with conn.cursor() as cur:
-        cur.execute("DELETE FROM students WHERE student_id = %s", (student_id,))
-        return cur.rowcount > 0
-
-
 def add_face(conn, student_id: str, *, fingerprint: str, embedding: np.ndarray, det_score: float,
              bbox: list[float], image_sha256: str) -> tuple[int, bool]:
     """Store one embedding; the same photo enrolled twice returns the existing face. Returns (face_id, new)."""

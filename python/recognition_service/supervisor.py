@@ -20,6 +20,7 @@ import uuid
 from . import metrics
 from . import sessions as store
 from .evidence import remove_files
+from .privacy import expired_deliveries
 from .session_runner import SessionHandle
 
 log = logging.getLogger(__name__)
@@ -144,6 +145,9 @@ class SessionSupervisor:
     def _sweep_evidence(self) -> None:
         with self.state.db.get_db_conn() as conn:
             expired = store.expired_evidence(conn, self.settings.EVIDENCE_RETENTION_DAYS)
+            deliveries = expired_deliveries(conn, self.settings.DELIVERED_RETENTION_DAYS)
+        if deliveries:
+            log.info("retention: %d delivered callback(s) removed", deliveries)
         if expired:
             removed = remove_files(self.settings.evidence_dir, expired)
             log.info("evidence retention: %d item(s) expired, %d file(s) removed", len(expired), removed)

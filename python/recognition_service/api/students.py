@@ -9,6 +9,8 @@ from pydantic import BaseModel, Field
 
 from .. import students as svc
 from ..api_keys import audit
+from ..evidence import remove_files
+from ..privacy import erase_student, pseudonym
 from ..errors import ApiError, NotFound
 from ..pipeline import analyse_bytes
 from ..state import service_state
@@ -59,9 +61,11 @@ def delete_student(student_id: str):
     state = service_state()
     state.ensure_schema()
     with state.db.get_db_conn() as conn:
-        if not svc.delete_student(conn, student_id):
+        existed, files = erase_student(conn, student_id)
+        if not existed:
             raise NotFound(f"student {student_id} not found")
-        audit(conn, g.actor, "student.delete", student_id)
+        audit(conn, g.actor, "student.delete", pseudonym(student_id), {"evidence_items": len(files)})
+    remove_files(state.settings.evidence_dir, files)
     return "", 204
 
 

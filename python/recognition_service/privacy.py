@@ -1,0 +1,51 @@
+"""Erasure of a student's biometric data and retention of what sessions produced: functions taking a connection."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+
+def pseudonym(student_id: str) -> str:
+    """What the audit log keeps of an erased student: sha256 of the id (verifiable, not readable)."""
+    return "sha256:" + hashlib.sha256(student_id.encode()).hexdigest()
+
+
+def erase_student(conn, student_id: str) -> tuple[bool, list[tuple[str, str]]]:
+    """Delete the student, their embeddings, recognitions, evidence rows and every event naming them.
+
+    Returns (existed, evidence file pairs to remove after commit). Batched callback bodies keep the
+    other students; a body left empty is deleted. Audit entries about the student are pseudonymised.
+    """
+    with conn.cursor() as cur:
+        cur.execute("DELETE FROM students WHERE student_id = %s", (student_id,))  # faces by cascade
+        existed = cur.rowcount > 0
+        cur.execute("DELETE FROM evidence WHERE student_id = %s RETURNING face_path, frame_path", (student_id,))
+        files = cur.fetchall()
+        cur.execute("DELETE FROM session_recognitions WHERE student_id = %s", (student_id,))
+        cur.execute("DELETE FROM events WHERE type = 'recognition' AND payload->>'student_id' = %s", (student_id,))
+        cur.execute("""SELECT delivery_id, body FROM deliveries WHERE type = 'recognition'
+                       AND body->'recognitions' @> %s::jsonb FOR UPDATE""",
+                    (json.dumps([{"student_id": student_id}]),))
+        for delivery_id, body in cur.fetchall():
+            body["recognitions"] = [r for r in body["recognitions"] if r.get("student_id") != student_id]
+            if body["recognitions"]:
+                cur.execute("UPDATE deliveries SET body = %s WHERE delivery_id = %s", (json.dumps(body), delivery_id))
+            else:
+                cur.execute("DELETE FROM deliveries WHERE delivery_id = %s", (delivery_id,))
+        cur.execute("UPDATE audit_log SET target = %s WHERE target = %s", (pseudonym(student_id), student_id))
+        cur.execute("""UPDATE sessions SET student_ids = array_remove(student_ids, %s)
+                       WHERE %s = ANY(student_ids)""", (student_id, student_id))
+    return existed, files
+
+
+def expired_deliveries(conn, retention_days: float) -> int:
+    """Delete delivered callbacks (and their events) older than the retention; return how many."""
+    with conn.cursor() as cur:
+        cur.execute("""DELETE FROM events WHERE delivery_id IN (
+                           SELECT delivery_id FROM deliveries
+                           WHERE status = 'delivered' AND delivered_at < now() - make_interval(secs => %s))""",
+                    (retention_days * 86400,))
+        cur.execute("""DELETE FROM deliveries WHERE status = 'delivered'
+                       AND delivered_at < now() - make_interval(secs => %s)""", (retention_days * 86400,))
+        return cur.rowcount
