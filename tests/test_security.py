@@ -201,3 +201,18 @@ def test_a_callback_redirecting_to_a_refused_address_is_not_followed(database_ur
     finally:
         server.kill()
         redirector.shutdown()
+
+
+def test_rate_limit_per_key_answers_429_with_retry_after(make_app):
+    app = make_app(API_KEYS="a,b", RATE_LIMIT_PER_MINUTE=5)
+    client = app.test_client()
+    codes = [client.get("/api/v1/students", headers={"X-API-Key": "a"}).status_code for _ in range(5)]
+    assert codes == [200] * 5
+    limited = client.get("/api/v1/students", headers={"X-API-Key": "a"})
+    assert limited.status_code == 429 and limited.json["error"]["code"] == "rate_limited"
+    assert 1 <= int(limited.headers["Retry-After"]) <= 60
+    assert client.get("/api/v1/students", headers={"X-API-Key": "b"}).status_code == 200  # per key
+    assert client.get("/health/ready").status_code == 200  # probes are never limited
+    # a second process on the same database shares the counters
+    other = make_app(API_KEYS="a,b", RATE_LIMIT_PER_MINUTE=5).test_client()
+    assert other.get("/api/v1/students", headers={"X-API-Key": "a"}).status_code == 429

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Flask, g, request
 
+from . import rate_limit
 from .api_keys import KeyChecker
 from .errors import ApiError
 
@@ -40,9 +41,29 @@ def init_auth(app: Flask, state) -> None:
         result = checker.check(request.headers.get("X-API-Key"))
         g.actor = result.actor
         if result.status in ("ok", "open"):
+            if result.status == "ok":
+                _limit(state, result.actor)
             return
         if result.status == "missing":
             raise Unauthorized("this service requires an API key in the X-API-Key header")
         if result.status == "revoked":
             raise Forbidden("this API key has been revoked")
         raise Unauthorized("unknown API key", code="invalid_api_key")
+
+
+class TooManyRequests(ApiError):
+    status, code = 429, "rate_limited"
+
+
+def _limit(state, bucket: str) -> None:
+    """RATE_LIMIT_PER_MINUTE requests per API key, across every worker and server; 0 turns it off."""
+    limit = state.settings.RATE_LIMIT_PER_MINUTE
+    if not limit or not request.path.startswith("/api/"):
+        return
+    with state.db.get_db_conn() as conn:
+        retry_after = rate_limit.hit(conn, bucket, limit, 60)
+    if retry_after is not None:
+        error = TooManyRequests(f"more than {limit} requests per minute; retry after {int(retry_after)} s",
+                                details={"retry_after_s": int(retry_after)})
+        error.headers = {"Retry-After": str(int(retry_after))}
+        raise error

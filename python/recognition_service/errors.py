@@ -76,7 +76,7 @@ def register_error_handlers(app: Flask) -> None:
     def _api_error(exc: ApiError):
         if exc.status >= 500:
             log.warning("%s: %s", exc.code, exc.message)
-        return jsonify(exc.to_dict()), exc.status
+        return jsonify(exc.to_dict()), exc.status, getattr(exc, "headers", None) or {}
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
