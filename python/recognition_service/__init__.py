@@ -11,7 +11,7 @@ from .http_hooks import init_request_hooks
 from .logging_setup import configure_logging
 from .state import ServiceState
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 
 def create_app(settings: Settings | None = None, *, warm_up: bool = False) -> Flask:
@@ -29,9 +29,10 @@ def create_app(settings: Settings | None = None, *, warm_up: bool = False) -> Fl
     init_request_hooks(app, settings.REQUEST_TIMEOUT_S)
     init_auth(app, state)
 
-    from .api import health, recognition, sessions, students
+    from .api import docs, health, recognition, sessions, students
 
     app.register_blueprint(health.bp)
+    app.register_blueprint(docs.bp)
     app.register_blueprint(students.bp, url_prefix="/api/v1")
     app.register_blueprint(recognition.bp, url_prefix="/api/v1")
     app.register_blueprint(sessions.bp, url_prefix="/api/v1")

@@ -1,0 +1,27 @@
+"""The API description: the hand-checked OpenAPI document, served at /openapi.json."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+
+import yaml
+from flask import Blueprint, jsonify
+
+from .. import __version__
+
+bp = Blueprint("docs", __name__)
+
+
+@lru_cache(maxsize=1)
+def openapi_document() -> dict:
+    """openapi.yaml of this package, with the service's version."""
+    text = resources.files("recognition_service").joinpath("openapi.yaml").read_text(encoding="utf-8")
+    document = yaml.safe_load(text)
+    document["info"]["version"] = __version__
+    return document
+
+
+@bp.get("/openapi.json")
+def openapi():
+    return jsonify(openapi_document())
