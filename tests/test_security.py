@@ -216,3 +216,66 @@ def test_rate_limit_per_key_answers_429_with_retry_after(make_app):
     # a second process on the same database shares the counters
     other = make_app(API_KEYS="a,b", RATE_LIMIT_PER_MINUTE=5).test_client()
     assert other.get("/api/v1/students", headers={"X-API-Key": "a"}).status_code == 429
+
+
+def test_addresses_are_checked_again_when_connecting(database_url, tmp_path):
+    """A session accepted under one policy is refused by a process whose policy no longer allows it."""
+    hits = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            hits.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    receiver = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    lenient = Server("gunicorn", database_url, tmp_path, WORKERS=1, SESSIONS_ENABLED=0,
+                     CALLBACK_POLL_S=30).wait_ready(90)  # accepts, but neither runs cameras nor sends soon
+    r = requests.post(lenient.url + "/api/v1/sessions", timeout=10, json={
+        "slot_id": 8, "cameras": [{"camera_id": 1, "url": "rtsp://127.0.0.1:9/cam"}],
+        "callback_url": f"http://127.0.0.1:{receiver.server_port}/cb"})
+    assert r.status_code == 201
+    lenient.kill()
+    strict = Server("gunicorn", database_url, tmp_path, WORKERS=1, CALLBACK_ALLOWED_HOSTS="",
+                    CAMERA_ALLOWED_NETWORKS="", CALLBACK_POLL_S=0.2, SESSION_POLL_S=0.5).wait_ready(90)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            session = requests.get(strict.url + "/api/v1/sessions/8", timeout=10).json()
+            dead = requests.get(strict.url + "/api/v1/sessions/8/events?status=dead", timeout=10).json()["events"]
+            camera = session["cameras"][0]
+            if dead and camera["last_error"]:
+                break
+            assert time.monotonic() < deadline, (session, dead)
+            time.sleep(0.3)
+        assert "refused address" in camera["last_error"]
+        assert "non-public address" in dead[0]["last_error"]
+        assert hits == []  # the receiver on loopback was never contacted
+    finally:
+        strict.kill()
+        receiver.shutdown()
+
+
+def test_logs_hold_no_keys_embeddings_or_image_bytes(database_url, tmp_path):
+    server = Server("gunicorn", database_url, tmp_path, WORKERS=1, API_KEYS="very-secret-key-123",
+                    CALLBACK_SECRET="hmac-secret-456", LOG_LEVEL="DEBUG").wait_ready(90)
+    try:
+        headers = {"X-API-Key": "very-secret-key-123"}
+        r = requests.post(server.url + "/api/v1/embeddings", headers=headers, timeout=60,
+                          files={"image": ("o.jpg", sample("obama.jpg"))})
+        assert r.status_code == 200
+        requests.post(server.url + "/api/v1/recognize", headers={"X-API-Key": "wrong-key-789"}, timeout=60,
+                      files={"image": ("o.jpg", sample("obama.jpg"))})
+        values = [f"{v:.6f}".rstrip("0") for v in r.json()["faces"][0]["embedding"][:20]]
+    finally:
+        server.stop()
+    log = server.log_path.read_text(errors="replace")
+    for secret in ("very-secret-key-123", "wrong-key-789", "hmac-secret-456"):
+        assert secret not in log
+    assert sum(v in log for v in values if len(v) > 6) == 0
+    assert "JFIF" not in log and "\\xff\\xd8" not in log
