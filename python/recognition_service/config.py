@@ -47,6 +47,14 @@ class Settings(BaseSettings):
     RECOGNITION_THRESHOLD: float = Field(0.35, ge=-1, le=1)
     MATCH_MARGIN: float = Field(0.03, ge=0, le=1)
     ENROLL_MIN_FACE_PX: int = Field(32, ge=8)
+    # Quality gate defaults come from scripts/quality_survey.py on ../shared/faces (docs/quality_survey.json).
+    ENROLL_QUALITY_GATE: bool = True
+    ENROLL_MIN_EYE_DISTANCE_PX: float = Field(20.0, ge=0)
+    ENROLL_MIN_SHARPNESS: float = Field(40.0, ge=0)  # variance of the Laplacian, aligned face
+    ENROLL_MIN_BRIGHTNESS: float = Field(35.0, ge=0, le=255)
+    ENROLL_MAX_BRIGHTNESS: float = Field(225.0, ge=0, le=255)
+    ENROLL_MAX_YAW: float = Field(0.75, ge=0)  # nose offset from the eyes' midline, in eye distances
+    ENROLL_MAX_ROLL_DEG: float = Field(45.0, ge=0, le=180)
 
     MAX_UPLOAD_MB: float = Field(20.0, gt=0)
     MAX_IMAGE_PIXELS: int = Field(40_000_000, ge=10_000)

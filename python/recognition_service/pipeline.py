@@ -11,6 +11,7 @@ import numpy as np
 
 from .images import DecodedImage, decode_image
 from .model import FaceModel
+from .quality import Quality, measure
 
 # insightface's aligner calls a scikit-image method that warns it is deprecated, on every call.
 warnings.filterwarnings("ignore", category=FutureWarning, module=r"insightface\.utils\.face_align")
@@ -27,6 +28,7 @@ class DetectedFace:
     det_score: float
     landmarks: list[list[float]]
     embedding: np.ndarray | None
+    quality: Quality | None = None
 
     @property
     def area(self) -> float:
@@ -59,18 +61,20 @@ def detect_faces(model: FaceModel, bgr: np.ndarray, det_size: int, deadline=None
 
 
 def analyse(model: FaceModel, image: DecodedImage, det_size: int, *, embed: bool = True,
-            timings: dict | None = None, deadline=None) -> list[DetectedFace]:
+            timings: dict | None = None, deadline=None, with_quality: bool = False) -> list[DetectedFace]:
     """All faces of the image, largest first; `timings` receives detect_ms and embed_ms."""
     t0 = time.perf_counter()
     boxes, kps = detect_faces(model, image.bgr, det_size, deadline)
     t1 = time.perf_counter()
-    embeddings = None
+    embeddings, qualities = None, None
     if embed and len(boxes):
         crops = [norm_crop(image.bgr, landmark=k, image_size=112) for k in kps]
         try:
             if deadline is not None:
                 deadline.check("align")
             embeddings = model.embed(crops, deadline)
+            if with_quality:
+                qualities = [measure(k * image.scale, c) for k, c in zip(kps, crops, strict=True)]
         finally:
             del crops
     t2 = time.perf_counter()
@@ -84,6 +88,7 @@ def analyse(model: FaceModel, image: DecodedImage, det_size: int, *, embed: bool
             det_score=round(float(boxes[i, 4]), 4),
             landmarks=[[round(float(x) * s, 1), round(float(y) * s, 1)] for x, y in kps[i]],
             embedding=None if embeddings is None else embeddings[i],
+            quality=None if qualities is None else qualities[i],
         )
         for i in range(len(boxes))
     ]
@@ -92,7 +97,7 @@ def analyse(model: FaceModel, image: DecodedImage, det_size: int, *, embed: bool
 
 
 def analyse_bytes(model: FaceModel, data: bytes, settings, *, embed: bool = True, timings: dict | None = None,
-                  deadline=None) -> tuple[list[DetectedFace], tuple[int, int]]:
+                  deadline=None, with_quality: bool = False) -> tuple[list[DetectedFace], tuple[int, int]]:
     """Decode an upload and analyse it; return the faces and the (width, height) of the photo."""
     t0 = time.perf_counter()
     image = decode_image(data, max_pixels=settings.MAX_IMAGE_PIXELS, max_side=settings.DECODE_MAX_SIDE)
@@ -101,7 +106,8 @@ def analyse_bytes(model: FaceModel, data: bytes, settings, *, embed: bool = True
             timings["decode_ms"] = round((time.perf_counter() - t0) * 1000, 2)
         if deadline is not None:
             deadline.check("decode")
-        faces = analyse(model, image, settings.DET_SIZE, embed=embed, timings=timings, deadline=deadline)
+        faces = analyse(model, image, settings.DET_SIZE, embed=embed, timings=timings, deadline=deadline,
+                        with_quality=with_quality)
         return faces, (image.width, image.height)
     finally:
         image.bgr = None

@@ -7,6 +7,7 @@ import hashlib
 from flask import Blueprint, g, jsonify
 from pydantic import BaseModel, Field
 
+from .. import quality
 from .. import students as svc
 from ..api_keys import audit
 from ..evidence import remove_files
@@ -80,19 +81,18 @@ def enrol_faces(student_id: str):
     accepted, rejected = [], []
     for index, data in enumerate(images):
         try:
-            faces, _ = analyse_bytes(model, data, settings, deadline=g.deadline)
+            faces, _ = analyse_bytes(model, data, settings, deadline=g.deadline, with_quality=True)
         except ApiError as exc:
             rejected.append({"index": index, "reason": exc.code, "message": exc.message, "_status": exc.status})
             continue
-        usable = [f for f in faces if f.min_side >= settings.ENROLL_MIN_FACE_PX]
-        if len(usable) != 1:
-            reason, message = (("no_face", "no face found") if not faces else
-                               ("face_too_small", f"the face is smaller than {settings.ENROLL_MIN_FACE_PX} px")
-                               if not usable else
-                               ("multiple_faces", f"{len(usable)} faces found; send a photo of the student alone"))
-            rejected.append({"index": index, "reason": reason, "message": message, "_status": 422})
+        face, refusal = quality.enrolment_face(faces, settings)
+        if refusal is not None:
+            item = {"index": index, "reason": refusal.reason, "message": refusal.message, "_status": 422}
+            if refusal.problems:
+                item.update(problems=refusal.problems, quality=refusal.quality.to_dict())
+            rejected.append(item)
             continue
-        accepted.append((usable[0], hashlib.sha256(data).hexdigest()))
+        accepted.append((face, hashlib.sha256(data).hexdigest()))
     g.faces = len(accepted)
     statuses = {r.pop("_status") for r in rejected}
     if not accepted:
@@ -109,7 +109,8 @@ def enrol_faces(student_id: str):
             face_id, _ = svc.add_face(conn, student_id, fingerprint=model.info.fingerprint,
                                       embedding=face.embedding, det_score=face.det_score,
                                       bbox=face.bbox, image_sha256=sha)
-            enrolled.append({"face_id": face_id, "det_score": face.det_score, "bbox": face.bbox})
+            enrolled.append({"face_id": face_id, "det_score": face.det_score, "bbox": face.bbox,
+                             "quality": face.quality.to_dict()})
         audit(conn, g.actor, "student.enrol", student_id, {"face_ids": [f["face_id"] for f in enrolled]})
     return jsonify({"student_id": student_id, "faces": enrolled, "rejected": rejected}), 201
 
