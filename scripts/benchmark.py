@@ -35,6 +35,7 @@ from recognition_service.gallery import Gallery  # noqa: E402
 from recognition_service.images import decode_image  # noqa: E402
 from recognition_service.model import load_face_model  # noqa: E402
 from recognition_service.pipeline import analyse  # noqa: E402
+from recognition_service.thresholds import in_force  # noqa: E402
 from servers import Server, free_port  # noqa: E402
 from shared import FACES, IDENTITIES, MODEL_PACK  # noqa: E402
 
@@ -80,7 +81,7 @@ def bench_raw(images: list[bytes], passes: int, threads: int, enrol: list[tuple[
         img = decode_image(data, max_pixels=settings.MAX_IMAGE_PIXELS, max_side=settings.DECODE_MAX_SIDE)
         faces = analyse(model, img, settings.DET_SIZE)
         if faces:
-            gallery.match(np.stack([f.embedding for f in faces]), threshold=settings.RECOGNITION_THRESHOLD,
+            gallery.match(np.stack([f.embedding for f in faces]), threshold=in_force(settings, model.info),
                           margin=settings.MATCH_MARGIN)
         return len(faces)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from shared import sample
+from shared import IDENTITIES, sample
 
 ORIGINAL = cv2.imdecode(np.frombuffer(sample("obama.jpg"), np.uint8), cv2.IMREAD_COLOR)
 BROKEN = {
@@ -27,6 +27,15 @@ def test_the_original_passes_with_its_scores(client):
     q = r.json["faces"][0]["quality"]
     assert set(q) == {"eye_distance_px", "sharpness", "brightness", "yaw", "roll_deg"}
     assert q["eye_distance_px"] > 20 and q["sharpness"] > 40 and 35 < q["brightness"] < 225
+
+
+def test_real_photos_pass_the_gate(client):
+    people = [p for p in sorted(IDENTITIES.iterdir()) if p.is_dir()]
+    originals = [sorted(p.iterdir())[0] for p in people[::5]]
+    assert len(originals) >= 10
+    for i, photo in enumerate(originals):
+        r = client.post(f"/api/v1/students/p{i}/faces", data=photo.read_bytes(), content_type="image/jpeg")
+        assert r.status_code == 201, (photo, r.json)
 
 
 @pytest.mark.parametrize("reason", sorted(BROKEN))

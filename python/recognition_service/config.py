@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     ORT_THREADS: int | None = Field(None, ge=1, le=64)  # default: CPU cores / WORKERS
     INFERENCE_CONCURRENCY: int | None = Field(None, ge=1, le=64)  # default: cores / ORT threads
 
-    RECOGNITION_THRESHOLD: float = Field(0.35, ge=-1, le=1)
+    RECOGNITION_THRESHOLD: float | None = Field(None, ge=-1, le=1)  # default: the model's measured one
     MATCH_MARGIN: float = Field(0.03, ge=0, le=1)
     ENROLL_MIN_FACE_PX: int = Field(32, ge=8)
     # Quality gate defaults come from scripts/quality_survey.py on ../shared/faces (docs/quality_survey.json).

@@ -154,6 +154,12 @@ def find_pack_models(pack: Path) -> dict[str, Path]:
     return found
 
 
+def recognizer_fingerprint(pack: Path) -> tuple[str, str]:
+    """(sha256, file name) of a pack's recogniser, without loading it."""
+    path = find_pack_models(pack)["recognition"]
+    return _sha256(path), path.name
+
+
 def resolve_model_pack(settings) -> Path:
     """MODEL_DIR, or MODEL_ROOT/models/MODEL_NAME (downloaded by InsightFace when missing and allowed)."""
     path = settings.model_path

@@ -18,6 +18,7 @@ from .errors import ServiceUnavailable
 from .evidence import remove_files, save_evidence
 from .pipeline import norm_crop
 from .students import names_for
+from .thresholds import in_force
 from .tracking import FaceTracker
 
 log = logging.getLogger(__name__)
@@ -189,7 +190,7 @@ class SessionHandle:
             with self.state.db.get_db_conn() as conn:
                 gallery.refresh(conn)
             self._last_refresh = now
-        threshold = self.spec.threshold if self.spec.threshold is not None else self.settings.RECOGNITION_THRESHOLD
+        threshold = self.spec.threshold if self.spec.threshold is not None else in_force(self.settings, model.info)
         return gallery.match(embeddings, threshold=threshold, margin=self.settings.MATCH_MARGIN,
                              roster=self.spec.roster)
 

@@ -12,6 +12,7 @@ from .. import __version__, metrics
 from ..errors import ServiceUnavailable
 from ..state import service_state
 from ..students import enrollment_counts
+from ..thresholds import describe
 
 bp = Blueprint("health", __name__)
 
@@ -25,6 +26,8 @@ def _check() -> tuple[dict, list[str]]:
         model = None
         reasons.append(exc.message)
     body = {"model": state.models.status()}
+    if model is not None:
+        body["recognition"] = {**describe(state.settings, model.info), "margin": state.settings.MATCH_MARGIN}
     try:
         state.ensure_schema()
         with state.db.get_db_conn() as conn:

@@ -12,6 +12,7 @@ from ..errors import ApiError
 from ..pipeline import analyse_bytes
 from ..state import service_state
 from ..students import names_for
+from ..thresholds import in_force
 from .params import list_param, number_param, uploaded_images
 
 bp = Blueprint("recognition", __name__)
@@ -55,9 +56,9 @@ def recognize():
     data = _one_image()
     state = service_state()
     settings = state.settings
-    threshold = number_param("threshold", settings.RECOGNITION_THRESHOLD, -1.0, 1.0)
-    roster = list_param("student_ids")
     model = state.models.get()
+    threshold = number_param("threshold", in_force(settings, model.info), -1.0, 1.0)
+    roster = list_param("student_ids")
     timings: dict = {}
     _injected_fault()
     faces, (width, height) = analyse_bytes(model, data, settings, timings=timings, deadline=g.deadline)
