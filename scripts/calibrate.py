@@ -55,11 +55,15 @@ def text(result: dict) -> str:
             f"{result['recommended_threshold']}  (in force now: {result['current_threshold']})",
             f"  impostor pairs accepted at it: {result['measured_far']:g}; highest impostor similarity "
             f"{result['highest_impostor_similarity']}",
-            f"  genuine pairs rejected at it: {result['genuine_rejected_at_recommended']} "
-            f"(at {result['current_threshold']}: {result['genuine_rejected_at_current']})",
-            f"  a stranger named as one of a class of {result['class_size']}: "
-            f"{'at most' if result['stranger_estimate_is_upper_bound'] else 'about'} "
-            f"{result['stranger_named_in_class']:.2%} of the time",
+            (f"  genuine pairs rejected at it: {result['genuine_rejected_at_recommended']} "
+             f"(at {result['current_threshold']}: {result['genuine_rejected_at_current']})"
+             if result["genuine_pairs"] else "  no genuine pairs: enrol two or more photos per student to see "
+                                               "what the threshold costs them"),
+            ("  too few impostor pairs to estimate how often a stranger would be named"
+             if result["stranger_estimate_is_upper_bound"] and result["stranger_named_in_class"] > 0.5 else
+             f"  a stranger named as one of a class of {result['class_size']}: "
+             f"{'at most' if result['stranger_estimate_is_upper_bound'] else 'about'} "
+             f"{result['stranger_named_in_class']:.2%} of the time"),
         ]
         if result.get("note"):
             lines.append(f"  note: {result['note']}")
@@ -74,7 +78,8 @@ def text(result: dict) -> str:
             lines.append(f"  faces {result['excluded_faces']} were left out of the impostor pairs")
     else:
         lines.append("no enrolment looks wrong")
-    lines.append("apply it: set RECOGNITION_THRESHOLD in the service's environment (or .env) and restart it")
+    if result.get("recommended_threshold") is not None:
+        lines.append("apply it: set RECOGNITION_THRESHOLD in the service's environment (or .env) and restart it")
     return "\n".join(lines)
 
 

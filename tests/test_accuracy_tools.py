@@ -51,6 +51,24 @@ def test_tar_and_eer_on_known_distributions():
     assert 0.29 < eer["threshold"] < 0.31 and 0.001 < eer["eer"] < 0.002  # 3 sd from both means: 0.00135
 
 
+def test_calibration_with_too_few_pairs_never_lowers_the_threshold():
+    from recognition_service.calibration import Enrolled, calibrate
+
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(4, 64)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    enrolled = Enrolled("fp", np.arange(4), np.array(["a", "b", "c", "d"], object), vectors)
+    result = calibrate(enrolled, target_far=1e-3, current_threshold=0.35)
+    assert result["impostor_pairs"] == 6 and result["highest_impostor_similarity"] < 0.35
+    assert result["recommended_threshold"] == 0.35 and "needs at least 1000" in result["note"]
+    twins = np.vstack([vectors, vectors[0] * 0.8 + vectors[1] * 0.6])  # a fifth student much like "a"
+    twins /= np.linalg.norm(twins, axis=1, keepdims=True)
+    result = calibrate(Enrolled("fp", np.arange(5), np.array(["a", "b", "c", "d", "e"], object), twins),
+                       target_far=1e-3, current_threshold=0.35)
+    assert result["recommended_threshold"] > result["highest_impostor_similarity"] > 0.35
+    assert {f["face_id"] for f in result["flagged_faces"]} >= {0, 4}  # both look like each other
+
+
 # ---- evaluate.py ---------------------------------------------------------------------------------
 
 def test_evaluate_on_a_subset_writes_its_report_and_plot(tmp_path):

@@ -109,11 +109,12 @@ def calibrate(enrolled: Enrolled, *, target_far: float, current_threshold: float
         return result
     threshold = accuracy.threshold_for_far(impostor, target_far)
     if threshold is None:
-        # Too few pairs to see a rate that small: the safe answer is just above the worst impostor seen.
-        threshold = float(np.nextafter(impostor.max(), np.inf))
+        # Too few pairs to see a rate that small: these students cannot justify a lower threshold than the
+        # one in force, only a higher one when two of them are already more alike than it allows.
+        threshold = max(float(np.nextafter(impostor.max(), np.inf)), current_threshold)
         result["note"] = (f"only {len(impostor)} impostor pairs: a false-accept rate of {target_far:g} needs at "
-                          f"least {int(np.ceil(1 / target_far))} to measure, so the recommendation is just above "
-                          "the most similar pair of different students")
+                          f"least {int(np.ceil(1 / target_far))} to measure, so the recommendation is the threshold "
+                          "in force, or just above the most similar pair of different students when that is higher")
     measured_far = float(accuracy.accept_rate(impostor, threshold))
     result.update(
         recommended_threshold=math.ceil(threshold * 1e4) / 1e4,  # rounded up: never accepts more than measured
@@ -126,7 +127,7 @@ def calibrate(enrolled: Enrolled, *, target_far: float, current_threshold: float
         far_at_current=round(float(accuracy.accept_rate(impostor, current_threshold)), 7),
         # A stranger is compared with every enrolled student: the chance one of them passes grows with the class.
         # With no impostor pair accepted, 3/n is the 95% upper bound of the rate (the rule of three).
-        stranger_named_in_class=round(1 - (1 - (measured_far or 3 / len(impostor))) ** class_size, 5),
+        stranger_named_in_class=round(1 - (1 - (measured_far or min(1.0, 3 / len(impostor)))) ** class_size, 5),
         stranger_estimate_is_upper_bound=measured_far == 0,
         class_size=class_size,
     )

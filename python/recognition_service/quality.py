@@ -18,7 +18,7 @@ class Quality:
     roll_deg: float         # angle of the eye line
 
     def to_dict(self) -> dict:
-        return {k: round(v, 2) for k, v in asdict(self).items()}
+        return {k: round(v, 2) + 0.0 for k, v in asdict(self).items()}  # + 0.0: no "-0.0" in JSON
 
 
 def measure(landmarks, aligned_bgr: np.ndarray) -> Quality:
