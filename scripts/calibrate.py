@@ -32,16 +32,13 @@ def pick_fingerprint(conn, settings, wanted: str | None) -> tuple[str, str]:
     """(fingerprint, recogniser name): --fingerprint, else the configured model's, else the most enrolled one."""
     from recognition_service.model import recognizer_fingerprint, resolve_model_pack
 
-    stored = calibration.fingerprints(conn)
     if wanted:
         return wanted, "given"
     try:
-        fingerprint, name = recognizer_fingerprint(resolve_model_pack(settings))
-        return fingerprint, name
+        return recognizer_fingerprint(resolve_model_pack(settings))
     except Exception:  # noqa: BLE001 - no model here: calibrate what was enrolled most
-        if not stored:
-            return "", "none"
-        return next(iter(stored)), "the model with the most enrolled faces"
+        stored = calibration.fingerprints(conn)
+        return (next(iter(stored)), "the model with the most enrolled faces") if stored else ("", "none")
 
 
 def text(result: dict) -> str:

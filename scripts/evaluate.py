@@ -114,16 +114,20 @@ def open_set(photos: list[Photo], k: int, unknown_every: int, margin: float, thr
     """Enrol k photos of most people, probe the rest and every photo of the people left out."""
     people = sorted({p.person for p in photos})
     unknown = {name for i, name in enumerate(people) if unknown_every and i % unknown_every == unknown_every - 1}
+    by_person: dict[str, list[Photo]] = {}
+    for p in photos:
+        by_person.setdefault(p.person, []).append(p)
     gallery_ids, gallery_vecs, known_probes, unknown_probes = [], [], [], []
     for name in people:
-        mine = [p for p in photos if p.person == name]
+        mine = by_person[name]
         if name in unknown:
             unknown_probes += [p for p in mine if p.embedding is not None]
             continue
         enrolled = [p for p in mine if p.enrollable][:k]
         gallery_ids += [name] * len(enrolled)
         gallery_vecs += [p.embedding for p in enrolled]
-        known_probes += [p for p in mine if p.embedding is not None and p not in enrolled and enrolled]
+        enrolled_paths = {p.path for p in enrolled}
+        known_probes += [p for p in mine if p.embedding is not None and p.path not in enrolled_paths and enrolled]
     if not gallery_vecs or not known_probes:
         return {"error": "too few photos: no one could be enrolled with a photo left to probe"}
     gallery = Gallery.from_vectors(fingerprint, gallery_ids, np.stack(gallery_vecs))

@@ -72,6 +72,23 @@ def make_app(database_url, tmp_path):
 
 
 @pytest.fixture
+def gunicorn_servers(database_url, tmp_path):
+    """Start real Gunicorn services on the test database (`start(**env)`); all are killed afterwards."""
+    from servers import Server
+
+    started: list[Server] = []
+
+    def _start(**env) -> Server:
+        server = Server("gunicorn", database_url, tmp_path, **env).wait_ready(90)
+        started.append(server)
+        return server
+
+    yield _start
+    for server in started:
+        server.kill()
+
+
+@pytest.fixture
 def app(make_app):
     return make_app()
 

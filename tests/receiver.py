@@ -8,11 +8,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class Receiver:
-    """`status` is what it answers (change it any time); `received` lists (status, headers, body)."""
+    """`status` is what it answers (change it any time), with `location` as Location header when set;
+    `received` lists (status, headers, body, raw bytes), `paths` the request paths."""
 
-    def __init__(self, port: int = 0, status: int = 200):
-        self.status = status
-        self.received: list[tuple[int, dict, dict]] = []
+    def __init__(self, port: int = 0, status: int = 200, location: str | None = None):
+        self.status, self.location = status, location
+        self.received: list[tuple[int, dict, dict, bytes]] = []
+        self.paths: list[str] = []
         self._lock = threading.Lock()
         outer = self
 
@@ -25,9 +27,12 @@ class Receiver:
                 status = outer.status
                 with outer._lock:
                     outer.received.append((status, dict(self.headers), json.loads(raw), raw))
+                    outer.paths.append(self.path)
                 self.send_response(status)
                 if status == 429:
                     self.send_header("Retry-After", "1")
+                if outer.location:
+                    self.send_header("Location", outer.location)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 

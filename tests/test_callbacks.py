@@ -14,7 +14,6 @@ import psycopg2
 import pytest
 import requests
 from receiver import Receiver
-from servers import Server
 from session_helpers import FAST, cast_in_stills, enrol, get, start, wait_for
 from streams import build_video
 
@@ -36,17 +35,8 @@ def receiver():
 
 
 @pytest.fixture
-def servers(database_url, tmp_path):
-    started: list[Server] = []
-
-    def _start(**env) -> Server:
-        server = Server("gunicorn", database_url, tmp_path, **{**QUICK, **env}).wait_ready(90)
-        started.append(server)
-        return server
-
-    yield _start
-    for server in started:
-        server.kill()
+def servers(gunicorn_servers):
+    return lambda **env: gunicorn_servers(**{**QUICK, **env})
 
 
 def deliveries(database_url: str) -> list[tuple]:

@@ -7,12 +7,11 @@ import io
 import json
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import psycopg2
 import requests
+from receiver import Receiver
 from servers import Server
 from shared import REPO_ROOT, sample
 
@@ -167,27 +166,13 @@ def test_allow_lists_open_chosen_hosts_and_networks(make_app):
 
 
 def test_a_callback_redirecting_to_a_refused_address_is_not_followed(database_url, tmp_path):
-    hits = []
-
-    class Redirector(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def do_POST(self):
-            hits.append(self.path)
-            self.send_response(302)
-            self.send_header("Location", "http://169.254.169.254/latest/meta-data/")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-    redirector = ThreadingHTTPServer(("127.0.0.1", 0), Redirector)
-    threading.Thread(target=redirector.serve_forever, daemon=True).start()
+    redirector = Receiver(status=302, location="http://169.254.169.254/latest/meta-data/")
     server = Server("gunicorn", database_url, tmp_path, WORKERS=1, CALLBACK_POLL_S=0.2,
                     CAMERA_MAX_FAILURES=1000).wait_ready(90)
     try:
         r = requests.post(server.url + "/api/v1/sessions", timeout=10, json={
             "slot_id": 7, "cameras": [{"camera_id": 1, "url": "rtsp://127.0.0.1:9/none"}],
-            "callback_url": f"http://127.0.0.1:{redirector.server_port}/cb"})
+            "callback_url": f"http://127.0.0.1:{redirector.port}/cb"})
         assert r.status_code == 201
         deadline = time.monotonic() + 20
         while True:
@@ -197,10 +182,10 @@ def test_a_callback_redirecting_to_a_refused_address_is_not_followed(database_ur
             assert time.monotonic() < deadline, "no dead letter"
             time.sleep(0.3)
         assert dead[0]["last_status"] == 302 and "not followed" in dead[0]["last_error"]
-        assert hits == ["/cb"]  # one attempt; the redirect target was never contacted
+        assert redirector.paths == ["/cb"]  # one attempt; the redirect target was never contacted
     finally:
         server.kill()
-        redirector.shutdown()
+        redirector.close()
 
 
 def test_rate_limit_per_key_answers_429_with_retry_after(make_app):
@@ -220,25 +205,12 @@ def test_rate_limit_per_key_answers_429_with_retry_after(make_app):
 
 def test_addresses_are_checked_again_when_connecting(database_url, tmp_path):
     """A session accepted under one policy is refused by a process whose policy no longer allows it."""
-    hits = []
-
-    class Receiver(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def do_POST(self):
-            hits.append(self.path)
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-    receiver = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    receiver = Receiver()
     lenient = Server("gunicorn", database_url, tmp_path, WORKERS=1, SESSIONS_ENABLED=0,
                      CALLBACK_POLL_S=30).wait_ready(90)  # accepts, but neither runs cameras nor sends soon
     r = requests.post(lenient.url + "/api/v1/sessions", timeout=10, json={
         "slot_id": 8, "cameras": [{"camera_id": 1, "url": "rtsp://127.0.0.1:9/cam"}],
-        "callback_url": f"http://127.0.0.1:{receiver.server_port}/cb"})
+        "callback_url": f"http://127.0.0.1:{receiver.port}/cb"})
     assert r.status_code == 201
     lenient.kill()
     strict = Server("gunicorn", database_url, tmp_path, WORKERS=1, CALLBACK_ALLOWED_HOSTS="",
@@ -255,10 +227,10 @@ def test_addresses_are_checked_again_when_connecting(database_url, tmp_path):
             time.sleep(0.3)
         assert "refused address" in camera["last_error"]
         assert "non-public address" in dead[0]["last_error"]
-        assert hits == []  # the receiver on loopback was never contacted
+        assert receiver.paths == []  # the receiver on loopback was never contacted
     finally:
         strict.kill()
-        receiver.shutdown()
+        receiver.close()
 
 
 def test_logs_hold_no_keys_embeddings_or_image_bytes(database_url, tmp_path):

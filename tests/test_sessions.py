@@ -34,17 +34,8 @@ def rtsp(video):
 
 
 @pytest.fixture
-def servers(database_url, tmp_path):
-    started: list[Server] = []
-
-    def _start(**env) -> Server:
-        server = Server("gunicorn", database_url, tmp_path, **{**FAST, **env}).wait_ready(90)
-        started.append(server)
-        return server
-
-    yield _start
-    for server in started:
-        server.kill()
+def servers(gunicorn_servers):
+    return lambda **env: gunicorn_servers(**{**FAST, **env})
 
 
 def test_session_recognises_the_cast_once_from_rtsp_mjpeg_and_file_cameras(servers, rtsp, video, database_url):

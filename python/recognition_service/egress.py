@@ -54,22 +54,28 @@ def _port(parts) -> int:
     return parts.port or default
 
 
-def check_callback_url(url: str, allowed_hosts: str | None, field: str = "callback_url") -> None:
-    """Raise RefusedAddress (422, naming the field) unless every address of the host is public or allowed."""
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise RefusedAddress(f"{field}: must be an http:// or https:// URL with a host", details={"field": field})
-    names, networks = _allow_list(allowed_hosts)
+def _check_host(parts, field: str, allow_list: str | None, refused, what: str, hint: str) -> None:
+    """Resolve the URL's host now; raise RefusedAddress when it is not allow-listed and an address is refused."""
+    names, networks = _allow_list(allow_list)
     try:
         addresses = _resolve(parts.hostname, _port(parts))
     except OSError as exc:
         raise RefusedAddress(f"{field}: {exc}", details={"field": field}) from None
     if _allowed(parts.hostname, addresses, names, networks):
         return
-    bad = [str(a) for a in addresses if not a.is_global or a.is_multicast]
+    bad = [str(a) for a in addresses if refused(a, networks)]
     if bad:
-        raise RefusedAddress(f"{field}: {parts.hostname} resolves to a non-public address ({', '.join(bad)}); "
-                             "list it in CALLBACK_ALLOWED_HOSTS to allow it", details={"field": field})
+        raise RefusedAddress(f"{field}: {parts.hostname} resolves to {what} ({', '.join(bad)}); {hint}",
+                             details={"field": field})
+
+
+def check_callback_url(url: str, allowed_hosts: str | None, field: str = "callback_url") -> None:
+    """Raise RefusedAddress (422, naming the field) unless every address of the host is public or allowed."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise RefusedAddress(f"{field}: must be an http:// or https:// URL with a host", details={"field": field})
+    _check_host(parts, field, allowed_hosts, lambda a, _: not a.is_global or a.is_multicast,
+                "a non-public address", "list it in CALLBACK_ALLOWED_HOSTS to allow it")
 
 
 def _camera_refused(addr) -> bool:
@@ -91,15 +97,7 @@ def check_camera_url(url: str, allowed_networks: str | None, file_root: Path | N
     parts = urlsplit(url)
     if not parts.hostname:
         raise RefusedAddress(f"{field}: has no host", details={"field": field})
-    names, networks = _allow_list(allowed_networks)
-    try:
-        addresses = _resolve(parts.hostname, _port(parts))
-    except OSError as exc:
-        raise RefusedAddress(f"{field}: {exc}", details={"field": field}) from None
-    if _allowed(parts.hostname, addresses, names, networks):
-        return url
-    bad = [str(a) for a in addresses if _camera_refused(a) and not any(a in n for n in networks)]
-    if bad:
-        raise RefusedAddress(f"{field}: {parts.hostname} resolves to a refused address ({', '.join(bad)}); "
-                             "list its network in CAMERA_ALLOWED_NETWORKS to allow it", details={"field": field})
+    _check_host(parts, field, allowed_networks,
+                lambda a, networks: _camera_refused(a) and not any(a in n for n in networks),
+                "a refused address", "list its network in CAMERA_ALLOWED_NETWORKS to allow it")
     return url

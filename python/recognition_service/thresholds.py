@@ -43,13 +43,11 @@ def default_for(fingerprint: str, recognizer: str) -> Default:
 
 def in_force(settings, info) -> float:
     """The threshold requests use when they do not send one."""
-    if settings.RECOGNITION_THRESHOLD is not None:
-        return settings.RECOGNITION_THRESHOLD
-    return default_for(info.fingerprint, info.recognizer).threshold
+    return describe(settings, info)["threshold"]
 
 
 def describe(settings, info) -> dict:
-    """The threshold and where it came from, for /health."""
+    """The threshold in force and where it came from (also shown in /health)."""
     if settings.RECOGNITION_THRESHOLD is not None:
         return {"threshold": settings.RECOGNITION_THRESHOLD, "basis": "RECOGNITION_THRESHOLD"}
     d = default_for(info.fingerprint, info.recognizer)
