@@ -22,6 +22,9 @@ sys.path.insert(0, str(ROOT / "python"))
 # before prometheus_client is first imported, which importing recognition_service does.
 METRICS_DIR = tempfile.mkdtemp(prefix="recognizer-metrics-")
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = METRICS_DIR
+# Workers are forked inside run_gunicorn() and unwind through main()'s `finally` when they exit (a
+# recycle, a crash): only this process may remove the folder every worker writes to.
+MASTER_PID = os.getpid()
 
 from recognition_service import preflight  # noqa: E402
 from recognition_service.malloc_tuning import tune_malloc  # noqa: E402
@@ -82,7 +85,8 @@ def main(argv=None) -> None:
     try:
         run_gunicorn()
     finally:
-        shutil.rmtree(METRICS_DIR, ignore_errors=True)
+        if os.getpid() == MASTER_PID:
+            shutil.rmtree(METRICS_DIR, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -127,3 +127,26 @@ def test_bad_configuration_exits_with_one_clear_line(tmp_path, database_url, kin
     assert done.returncode != 0
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0] and "error" in lines[0], done.stderr
+
+
+def test_workers_recycle_without_a_failed_request(server_factory):
+    """MAX_REQUESTS on (as in production): every worker is replaced several times and no request fails."""
+    server = server_factory("gunicorn", WORKERS=2, MAX_REQUESTS=25, MAX_REQUESTS_JITTER=5)
+    master = psutil.Process(server.proc.pid)
+    seen = {c.pid for c in master.children()}
+    failures = []
+    for i in range(300):
+        try:
+            r = requests.get(server.url + ("/metrics" if i % 10 == 0 else "/health/live"), timeout=30)
+            if r.status_code != 200:
+                failures.append((i, r.status_code, r.text[:200]))
+        except requests.RequestException as exc:
+            failures.append((i, type(exc).__name__, str(exc)[:200]))
+        seen |= {c.pid for c in master.children()}
+    assert failures == [], server.log()
+    # 300 requests over 2 workers recycling every 25-30: at least 8 workers have come and gone.
+    assert len(seen) >= 10, seen
+    assert server.proc.poll() is None
+    assert recognize(server.url).status_code == 200
+    assert metric(server.url, "recognizer_http_requests_total", route="/health/live") >= 200
+    assert server.stop() == 0
