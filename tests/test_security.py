@@ -10,6 +10,7 @@ import sys
 import time
 
 import psycopg2
+import pytest
 import requests
 from receiver import Receiver
 from servers import Server
@@ -154,6 +155,36 @@ def test_session_urls_reaching_refused_addresses_are_422(make_app, tmp_path):
                   cameras=[{"camera_id": 1, "url": "rtsp://10.0.0.5/stream"},
                            {"camera_id": 2, "url": str(videos / "room.mp4")}])
     assert ok.status_code == 201, ok.json
+
+
+@pytest.mark.parametrize("host", [
+    "[::ffff:127.0.0.2]", "[::ffff:7f00:2]", "[0:0:0:0:0:ffff:127.0.0.2]", "[::ffff:0.0.0.0]",
+    "[::ffff:169.254.169.254]", "[::127.0.0.1]", "[64:ff9b::7f00:1]", "[2002:7f00:1::]", "[2002:a9fe:a9fe::1]",
+    "0.0.0.0", "0.1.2.3", "[::]", "[::1]",
+])
+def test_addresses_hidden_inside_ipv6_forms_are_judged_by_their_ipv4(host):
+    from recognition_service.egress import RefusedAddress, check_callback_url, check_camera_url
+
+    with pytest.raises(RefusedAddress):
+        check_camera_url(f"rtsp://{host}:8554/cam", None, None)
+    with pytest.raises(RefusedAddress):
+        check_callback_url(f"http://{host}:8080/cb", None)
+
+
+def test_embedded_lan_and_public_addresses_stay_allowed():
+    from recognition_service.egress import check_callback_url, check_camera_url
+
+    check_camera_url("rtsp://[::ffff:10.0.0.5]/cam", None, None)       # a LAN camera, written as IPv6
+    check_callback_url("http://[::ffff:8.8.8.8]/cb", None)              # a public receiver, written as IPv6
+    check_camera_url("rtsp://[::ffff:127.0.0.1]/cam", "127.0.0.0/8", None)  # allow-listed by its IPv4 network
+
+
+def test_mapped_loopback_camera_is_refused_through_the_api(make_app):
+    client = make_app(CAMERA_ALLOWED_NETWORKS=None).test_client()
+    r = _session(client, callback_url="http://8.8.8.8/cb",
+                 cameras=[{"camera_id": 1, "url": "rtsp://[::ffff:127.0.0.2]:8554/cam"}])
+    assert r.status_code == 422 and r.json["error"]["field"] == "cameras.0.url"
+    assert client.get("/api/v1/sessions").json["total"] == 0
 
 
 def test_allow_lists_open_chosen_hosts_and_networks(make_app):

@@ -43,10 +43,39 @@ def _resolve(host: str, port: int) -> list[ipaddress._BaseAddress]:
     return [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")  # "this host on this network": Linux connects it to loopback
+
+
+def embedded_ipv4(addr) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address carries (mapped, compatible, 6to4, NAT64), else None.
+
+    The kernel connects ::ffff:127.0.0.2 and ::127.0.0.1 to 127.0.0.2 and 127.0.0.1, but Python 3.11's
+    ipaddress judges them as IPv6 (not loopback), so each must be judged by the address inside it.
+    """
+    if addr.version != 6:
+        return None
+    if addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    if addr.sixtofour is not None:
+        return addr.sixtofour
+    if addr in _NAT64:
+        return ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF)
+    if int(addr) >> 32 == 0 and int(addr) > 1:  # IPv4-compatible ::a.b.c.d (not :: or ::1)
+        return ipaddress.IPv4Address(int(addr))
+    return None
+
+
+def _forms(addr) -> list:
+    """The address and the IPv4 address inside it, if any: a rule must hold for every form."""
+    inner = embedded_ipv4(addr)
+    return [addr] if inner is None else [addr, inner]
+
+
 def _allowed(host: str, addresses, names: set[str], networks: list) -> bool:
     if host.lower() in names:
         return True
-    return all(any(addr in net for net in networks) for addr in addresses)
+    return all(any(form in net for form in _forms(addr) for net in networks) for addr in addresses)
 
 
 def _port(parts) -> int:
@@ -63,7 +92,7 @@ def _check_host(parts, field: str, allow_list: str | None, refused, what: str, h
         raise RefusedAddress(f"{field}: {exc}", details={"field": field}) from None
     if _allowed(parts.hostname, addresses, names, networks):
         return
-    bad = [str(a) for a in addresses if refused(a, networks)]
+    bad = [str(a) for a in addresses if any(refused(form, networks) for form in _forms(a))]
     if bad:
         raise RefusedAddress(f"{field}: {parts.hostname} resolves to {what} ({', '.join(bad)}); {hint}",
                              details={"field": field})
@@ -74,12 +103,23 @@ def check_callback_url(url: str, allowed_hosts: str | None, field: str = "callba
     parts = urlsplit(url)
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise RefusedAddress(f"{field}: must be an http:// or https:// URL with a host", details={"field": field})
-    _check_host(parts, field, allowed_hosts, lambda a, _: not a.is_global or a.is_multicast,
+    _check_host(parts, field, allowed_hosts, lambda a, _: _callback_refused(a),
                 "a non-public address", "list it in CALLBACK_ALLOWED_HOSTS to allow it")
 
 
-def _camera_refused(addr) -> bool:
-    return addr.is_loopback or addr.is_link_local or addr.is_multicast or addr.is_unspecified
+def _callback_refused(addr) -> bool:
+    inner = embedded_ipv4(addr)
+    if inner is not None:  # ::ffff:8.8.8.8 is as public as 8.8.8.8 (ipaddress calls every mapped address private)
+        return _callback_refused(inner)
+    return not addr.is_global or addr.is_multicast
+
+
+def _camera_refused(addr, networks) -> bool:
+    """Loopback, link-local (cloud metadata), multicast and 0.0.0.0/8 or :: unless allow-listed."""
+    if any(form in n for form in _forms(addr) for n in networks):
+        return False
+    return any(f.is_loopback or f.is_link_local or f.is_multicast or f.is_unspecified
+               or (f.version == 4 and f in _THIS_NETWORK) for f in _forms(addr))
 
 
 def check_camera_url(url: str, allowed_networks: str | None, file_root: Path | None, field: str = "url") -> str:
@@ -98,6 +138,6 @@ def check_camera_url(url: str, allowed_networks: str | None, file_root: Path | N
     if not parts.hostname:
         raise RefusedAddress(f"{field}: has no host", details={"field": field})
     _check_host(parts, field, allowed_networks,
-                lambda a, networks: _camera_refused(a) and not any(a in n for n in networks),
+                _camera_refused,
                 "a refused address", "list its network in CAMERA_ALLOWED_NETWORKS to allow it")
     return url
