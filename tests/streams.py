@@ -95,12 +95,15 @@ class MjpegCamera:
         frames = [cv2.imencode(".jpg", f)[1].tobytes() for f in still_frames()]
         period = 1.0 / fps
         per_still = int(fps * 2)
+        self.requests = 0  # how many times a client connected
+        outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args):
                 pass
 
             def do_GET(self):
+                outer.requests += 1
                 self.send_response(200)
                 self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
                 self.end_headers()

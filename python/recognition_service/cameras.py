@@ -12,8 +12,27 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-# RTSP over TCP: interleaved on the control connection, so no lost UDP packets and no firewall holes.
-os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
+# FFmpeg options for every capture (OpenCV reads this variable at each open, so it is set once, for all):
+# - RTSP over TCP: interleaved on the control connection, so no lost UDP packets and no firewall holes.
+# - No HTTP redirects: FFmpeg would follow them to addresses egress.py never checked (SSRF).
+# - Only camera and video containers: playlists (HLS, DASH, concat) name further URLs that are never
+#   checked either, so their demuxers are off; so is every protocol a camera does not use.
+# A site's own options (the same variable) are kept, but cannot loosen these: later keys win.
+SAFE_CAPTURE_OPTIONS = {
+    "rtsp_transport": "tcp",
+    "max_redirects": "0",
+    "protocol_whitelist": "file,http,https,tcp,tls,rtsp,rtsps,rtp,srtp,udp",
+    "format_whitelist": "rtsp,mpjpeg,mjpeg,jpeg_pipe,mov,matroska,avi,mpegts,flv,h264,hevc,asf,mpeg",
+}
+
+
+def capture_options(site_options: str | None) -> str:
+    """The option string for OPENCV_FFMPEG_CAPTURE_OPTIONS ("key;value|key;value"): the site's, then ours."""
+    pairs = [p for p in (site_options or "").split("|") if p and p.split(";", 1)[0] not in SAFE_CAPTURE_OPTIONS]
+    return "|".join(pairs + [f"{k};{v}" for k, v in SAFE_CAPTURE_OPTIONS.items()])
+
+
+os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = capture_options(os.environ.get("OPENCV_FFMPEG_CAPTURE_OPTIONS"))
 
 
 def is_file_source(url: str) -> bool:

@@ -1,0 +1,104 @@
+"""What FFmpeg may open for a camera: real MJPEG, RTSP and file sources, but no redirect or playlist hops."""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from recognition_service.cameras import capture_options, open_capture
+from streams import MjpegCamera, RtspCamera, build_video
+
+
+class WebServer:
+    """Answers every GET with `status`, a Location header and/or a body; counts the requests."""
+
+    def __init__(self, status=200, location=None, body=b"", content_type="application/vnd.apple.mpegurl"):
+        self.hits = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                outer.hits += 1
+                self.send_response(status)
+                if location:
+                    self.send_header("Location", location)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _reads_a_frame(url: str) -> bool:
+    cap = open_capture(url, 5, 5)
+    try:
+        return cap.isOpened() and cap.read()[0]
+    finally:
+        cap.release()
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    return build_video(tmp_path_factory.mktemp("video") / "classroom.mp4", seconds_per_still=0.5)
+
+
+@pytest.fixture
+def mjpeg():
+    camera = MjpegCamera()
+    yield camera
+    camera.stop()
+
+
+@pytest.mark.parametrize("status", [301, 302, 307])
+def test_an_http_camera_redirect_is_not_followed(mjpeg, status):
+    # the "elsewhere" is a real stream, so following the redirect would have opened it
+    redirector = WebServer(status=status, location=mjpeg.url)
+    try:
+        assert not _reads_a_frame(redirector.url + "/video.mjpg")
+        assert redirector.hits == 1 and mjpeg.requests == 0
+    finally:
+        redirector.close()
+
+
+def test_playlists_naming_other_addresses_are_not_opened(tmp_path):
+    target = WebServer(body=b"\x47" * 188 * 10, content_type="video/mp2t")
+    playlist = (f"#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n"
+                f"#EXTINF:2.0,\n{target.url}/segment0.ts\n#EXT-X-ENDLIST\n").encode()
+    served = WebServer(body=playlist)
+    try:
+        file_playlist = tmp_path / "cam.m3u8"
+        file_playlist.write_bytes(playlist)
+        assert not _reads_a_frame(str(file_playlist))
+        assert not _reads_a_frame(served.url + "/live/cam.m3u8")
+        assert served.hits == 1 and target.hits == 0
+    finally:
+        served.close()
+        target.close()
+
+
+def test_mjpeg_rtsp_and_file_cameras_still_work(mjpeg, video):
+    assert _reads_a_frame(mjpeg.url)
+    assert _reads_a_frame(str(video))
+    rtsp = RtspCamera(video).start()
+    try:
+        assert _reads_a_frame(rtsp.url)
+    finally:
+        rtsp.stop()
+
+
+def test_site_options_are_kept_but_cannot_loosen_the_safe_ones():
+    options = dict(pair.split(";", 1) for pair in capture_options("stimeout;5000000|max_redirects;5").split("|"))
+    assert options["stimeout"] == "5000000"
+    assert options["max_redirects"] == "0" and "hls" not in options["format_whitelist"]
