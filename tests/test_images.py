@@ -72,3 +72,24 @@ def test_pixel_limit_is_checked_before_decoding():
         decode(_png_header_only(20_000, 20_000), max_pixels=40_000_000)
     with pytest.raises(InvalidImage):  # same file under the limit: decoding is what fails
         decode(_png_header_only(100, 100))
+
+
+def _png(size, mode="L") -> bytes:
+    buf = io.BytesIO()
+    Image.new(mode, size, 200).save(buf, "PNG", optimize=False, compress_level=9)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("size", [(8, 5_000_000), (5_000_000, 8), (100, 2_100)])
+def test_extreme_aspect_ratios_are_refused_before_decoding(size):
+    with pytest.raises(InvalidImage, match="times the other"):
+        decode(_png(size))
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP", "BMP"])
+def test_large_images_of_every_format_become_arrays_no_larger_than_max_side(fmt):
+    buf = io.BytesIO()
+    Image.new("RGB", (8000, 5000), (90, 120, 150)).save(buf, fmt)
+    img = decode(buf.getvalue(), max_side=1920)
+    assert img.bgr.shape == (1200, 1920, 3)
+    assert (img.width, img.height) == (8000, 5000) and img.scale == pytest.approx(8000 / 1920)

@@ -116,3 +116,29 @@ def test_embeddings_endpoint_stores_nothing(client):
     assert vec.shape == (512,) and abs(np.linalg.norm(vec) - 1) < 1e-3
     assert len(face["landmarks"]) == 5 and len(face["bbox"]) == 4
     assert client.get("/api/v1/students").json["total"] == 0
+
+
+def test_the_padded_retry_never_hands_the_detector_a_huge_canvas(client, app, monkeypatch):
+    """A tall image with no face: the retry pads a copy scaled to DET_SIZE, not the decoded image."""
+    model = app.extensions["recognition"].models.get()
+    shapes = []
+    real_detect = model.detect
+
+    def recording_detect(bgr, det_size, deadline=None):
+        shapes.append(bgr.shape)
+        return real_detect(bgr, det_size, deadline)
+
+    monkeypatch.setattr(model, "detect", recording_detect)
+    buf = io.BytesIO()
+    Image.new("RGB", (2000, 20000), (30, 30, 30)).save(buf, "PNG")
+    r = recognize(client, buf.getvalue())
+    assert r.status_code == 200 and r.json["faces"] == [] and r.json["image"] == {"width": 2000, "height": 20000}
+    assert len(shapes) == 2  # the decoded image (at most DECODE_MAX_SIDE), then the padded retry
+    assert max(shapes[0][:2]) <= 1920 and max(shapes[1][:2]) <= int(640 * 1.8) + 1, shapes
+
+
+def test_extreme_aspect_ratio_is_422_not_500(client):
+    buf = io.BytesIO()
+    Image.new("L", (8, 5_000_000), 255).save(buf, "PNG")
+    r = recognize(client, buf.getvalue())
+    assert r.status_code == 422 and r.json["error"]["code"] == "invalid_image"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,6 +12,14 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .errors import ImageTooLarge, InvalidImage
 
 ACCEPTED_FORMATS = {"JPEG", "MPO", "PNG", "WEBP", "BMP"}
+# Longer side / shorter side. The detector scales the longer side to DET_SIZE (640): past this ratio the
+# shorter side shrinks below the smallest face it can find (and to 0 px, which crashes OpenCV's resize).
+MAX_ASPECT_RATIO = 20
+# PNG, WebP and BMP cannot be decoded at a reduced scale: a 40 MP one briefly takes up to ~600 MB (lossless
+# WebP, measured by scripts/measure_image_memory.py). One such decode at a time per process bounds a worker's
+# peak whatever the number of threads; JPEGs and images under this size never wait.
+LARGE_DECODE_PIXELS = 4_000_000
+_large_decodes = threading.BoundedSemaphore(1)
 
 
 @dataclass
@@ -27,8 +36,10 @@ class DecodedImage:
 def decode_image(data: bytes, *, max_pixels: int, max_side: int) -> DecodedImage:
     """Decode JPEG/PNG/WebP/BMP bytes: EXIF orientation applied, grayscale and alpha made RGB.
 
-    The pixel limit is checked from the header, before any pixel is decoded. Large JPEGs are
-    decoded at a reduced scale (libjpeg's DCT scaling) when their longer side exceeds max_side.
+    The pixel and shape limits are checked from the header, before any pixel is decoded. An image whose
+    longer side exceeds max_side is reduced before it becomes an array: JPEGs while decoding (libjpeg's
+    DCT scaling), other formats right after (Pillow's reducing resize), so what follows never holds
+    more than max_side x max_side pixels, whatever was uploaded.
     """
     if not data:
         raise InvalidImage("the image is empty")
@@ -47,25 +58,57 @@ def decode_image(data: bytes, *, max_pixels: int, max_side: int) -> DecodedImage
                                 f"the limit is MAX_IMAGE_PIXELS={max_pixels}")
         if min(width, height) < 8:
             raise InvalidImage(f"the image is {width}x{height} pixels: too small to hold a face")
+        if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+            raise InvalidImage(f"the image is {width}x{height} pixels: one side is more than {MAX_ASPECT_RATIO} "
+                               "times the other, too narrow to hold a detectable face")
         if img.format in ("JPEG", "MPO") and max(width, height) > max_side:
             ratio = max_side / max(width, height)
             img.draft("RGB", (max(1, int(width * ratio)), max(1, int(height * ratio))))
+        heavy = img.format not in ("JPEG", "MPO") and width * height > LARGE_DECODE_PIXELS
         try:
-            img.load()
-            oriented = ImageOps.exif_transpose(img)
+            if heavy:
+                _large_decodes.acquire()
+            small = img
+            try:
+                img.load()
+                small = _reduced(img, max_side)
+            finally:
+                if heavy:
+                    if small is not img:
+                        img.close()  # the full-size pixels go now, before another large decode may start
+                    _large_decodes.release()
+            oriented = ImageOps.exif_transpose(small)
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
             raise InvalidImage(f"the image is truncated or corrupt: {exc}") from exc
         try:
             rgb = _to_rgb(oriented)
-            full_w, full_h = (height, width) if oriented.size[0] != img.size[0] else (width, height)
+            full_w, full_h = (height, width) if oriented.size[0] != small.size[0] else (width, height)
             bgr = np.ascontiguousarray(np.asarray(rgb)[:, :, ::-1])
         finally:
-            if oriented is not img:
+            if oriented is not small:
                 oriented.close()
+            if small is not img:
+                small.close()
         return DecodedImage(bgr=bgr, width=full_w, height=full_h, scale=full_w / bgr.shape[1],
                             format=img.format)
     finally:
         img.close()
+
+
+def _reduced(img: Image.Image, max_side: int) -> Image.Image:
+    """A non-JPEG image scaled down to fit max_side (JPEGs were already scaled while decoding)."""
+    longest = max(img.size)
+    if longest <= max_side or img.format in ("JPEG", "MPO"):
+        return img
+    ratio = max_side / longest
+    size = (max(1, round(img.width * ratio)), max(1, round(img.height * ratio)))
+    source = img.convert("RGBA") if img.mode in ("P", "PA", "1") else img  # indices and bits cannot be averaged
+    # reducing_gap: a fast box reduce by a whole factor first, then a proper resample (as Image.thumbnail).
+    reduced = source.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
+    if source is not img:
+        source.close()
+    reduced.info = dict(img.info)  # keeps the EXIF orientation for exif_transpose
+    return reduced
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

@@ -40,13 +40,21 @@ class DetectedFace:
 
 
 def detect_faces(model: FaceModel, bgr: np.ndarray, det_size: int, deadline=None) -> tuple[np.ndarray, np.ndarray]:
-    """Boxes and landmarks in `bgr`'s pixels; a tight portrait is retried on a padded canvas."""
+    """Boxes and landmarks in `bgr`'s pixels; a tight portrait is retried on a padded canvas.
+
+    The canvas pads a copy already scaled to det_size: the detector would shrink the padded image to
+    det_size anyway, so it sees the same pixels, and the retry costs a few MB whatever the image size.
+    """
     boxes, kps = model.detect(bgr, det_size, deadline)
     if len(boxes):
         return boxes, kps
     h, w = bgr.shape[:2]
-    pad = int(round(max(h, w) * PAD_RATIO))
-    padded = cv2.copyMakeBorder(bgr, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+    scale = min(1.0, det_size / max(h, w))
+    small = bgr if scale == 1.0 else cv2.resize(
+        bgr, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    pad = int(round(max(small.shape[:2]) * PAD_RATIO))
+    padded = cv2.copyMakeBorder(small, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+    del small
     try:
         if deadline is not None:
             deadline.check("detect")
@@ -55,8 +63,8 @@ def detect_faces(model: FaceModel, bgr: np.ndarray, det_size: int, deadline=None
         del padded
     if len(boxes):
         boxes = boxes.copy()
-        boxes[:, :4] -= pad
-        kps = kps - pad
+        boxes[:, :4] = (boxes[:, :4] - pad) / scale
+        kps = (kps - pad) / scale
     return boxes, kps
 
 
