@@ -16,6 +16,7 @@ from servers import Server
 from shared import sample
 
 DOC = openapi_document()
+SCHEMATHESIS_CONFIG = Path(__file__).with_name("schemathesis.toml")
 
 
 def _operation(path: str, method: str) -> dict:
@@ -104,15 +105,18 @@ def make_app(make_app, tmp_path):
     return _make
 
 
-def test_schemathesis_finds_no_server_error_and_kills_no_worker(database_url, tmp_path):
+def test_schemathesis_every_check_and_phase_passes_and_kills_no_worker(database_url, tmp_path):
+    """All of schemathesis' checks (status codes, headers, schema conformance, positive and negative data
+    acceptance, stateful links) over its examples, coverage, fuzzing and stateful phases, in 90 s."""
     server = Server("gunicorn", database_url, tmp_path, API_KEYS="fuzz-key", RATE_LIMIT_PER_MINUTE=0,
                     LOG_LEVEL="WARNING").wait_ready(90)
     try:
         workers = sorted(p.pid for p in psutil.Process(server.proc.pid).children())
         run = subprocess.run(
-            [str(Path(sys.executable).with_name("schemathesis")), "run", f"{server.url}/openapi.json",
-             "--checks", "not_a_server_error", "--max-examples", "12", "--seed", "1", "--header",
-             "X-API-Key: fuzz-key", "--request-timeout", "60", "--no-color", "--suppress-health-check", "all"],
+            [str(Path(sys.executable).with_name("schemathesis")), "--config-file", str(SCHEMATHESIS_CONFIG), "run",
+             f"{server.url}/openapi.json", "--checks", "all", "--phases", "examples,coverage,fuzzing,stateful",
+             "--max-examples", "10", "--max-time", "90", "--seed", "1", "--header", "X-API-Key: fuzz-key",
+             "--request-timeout", "60", "--no-color", "--suppress-health-check", "all"],
             capture_output=True, text=True, timeout=900)
         assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
         assert sorted(p.pid for p in psutil.Process(server.proc.pid).children()) == workers  # none died

@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     ENROLL_MAX_ROLL_DEG: float = Field(45.0, ge=0, le=180)
 
     MAX_UPLOAD_MB: float = Field(20.0, gt=0)
+    MAX_ENROL_IMAGES: int = Field(10, ge=1, le=1000)  # photos in one enrolment request
     MAX_IMAGE_PIXELS: int = Field(40_000_000, ge=10_000)
     DECODE_MAX_SIDE: int = Field(1920, ge=320)
 

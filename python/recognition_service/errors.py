@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, g, jsonify
+from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,17 @@ _HTTP_CODES = {
 }
 
 
+def _too_large_message(app: Flask) -> str:
+    """Werkzeug raises one bare 413 for three limits: say which one the request broke."""
+    limit = f"MAX_UPLOAD_MB ({app.config['MAX_UPLOAD_MB']} MB)"
+    length = request.content_length
+    if request.mimetype == "multipart/form-data" and (length is None or length <= app.config["MAX_CONTENT_LENGTH"]):
+        return (f"the multipart form has too many parts (at most {request.max_form_parts}) or a field whose name "
+                f"or value exceeds {request.max_form_memory_size // 1000} kB; send photos as 'image' file parts, "
+                f"the whole request within {limit}")
+    return f"request body exceeds {limit}"
+
+
 def register_error_handlers(app: Flask) -> None:
     """Answer every error as JSON; unexpected exceptions become 500 without killing the worker."""
 
@@ -84,8 +95,10 @@ def register_error_handlers(app: Flask) -> None:
         code = _HTTP_CODES.get(status, "http_error")
         message = exc.description or exc.name
         if status == 413:
-            message = f"request body exceeds MAX_UPLOAD_MB ({app.config['MAX_UPLOAD_MB']} MB)"
-        return jsonify({"error": {"code": code, "message": message}}), status
+            message = _too_large_message(app)
+        # Keep what the exception says in headers (the Allow list of a 405), but answer JSON.
+        headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
+        return jsonify({"error": {"code": code, "message": message}}), status, headers
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

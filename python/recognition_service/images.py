@@ -56,8 +56,6 @@ def decode_image(data: bytes, *, max_pixels: int, max_side: int) -> DecodedImage
         if width * height > max_pixels:
             raise ImageTooLarge(f"image is {width}x{height} = {width * height} pixels; "
                                 f"the limit is MAX_IMAGE_PIXELS={max_pixels}")
-        if min(width, height) < 8:
-            raise InvalidImage(f"the image is {width}x{height} pixels: too small to hold a face")
         if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
             raise InvalidImage(f"the image is {width}x{height} pixels: one side is more than {MAX_ASPECT_RATIO} "
                                "times the other, too narrow to hold a detectable face")

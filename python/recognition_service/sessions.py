@@ -189,7 +189,7 @@ def stop_session(conn, slot_id: int) -> bool:
 def evidence_paths(conn, slot_id: int, evidence_id: str) -> tuple[str, str] | None:
     """(face_path, frame_path) of an evidence item of the slot's sessions."""
     try:
-        uuid.UUID(evidence_id)
+        evidence_id = str(uuid.UUID(evidence_id))  # also urn:uuid:, braces, no dashes: PostgreSQL takes none
     except ValueError:
         return None
     with conn.cursor() as cur:

@@ -16,7 +16,7 @@ _STUDENT_COLUMNS = """s.student_id, s.name, s.created_at, s.updated_at,
 
 def check_student_id(student_id: str) -> str:
     """Return the id, or raise 422 if it is not 1-128 letters, digits or _.:@-"""
-    if not STUDENT_ID_RE.match(student_id):
+    if not STUDENT_ID_RE.fullmatch(student_id):
         raise ValidationFailed("student_id must be 1-128 characters: letters, digits and _ . : @ - "
                                "(starting with a letter or digit)", details={"field": "student_id"})
     return student_id

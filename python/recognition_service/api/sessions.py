@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, jsonify, request, send_file
+from flask import Blueprint, jsonify, send_file
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .. import outbox
@@ -14,7 +14,7 @@ from ..errors import NotFound, ValidationFailed
 from ..evidence import resolve
 from ..state import service_state
 from ..students import STUDENT_ID_RE
-from .params import json_body, number_param
+from .params import json_body, number_param, param
 
 bp = Blueprint("sessions", __name__)
 
@@ -67,7 +67,7 @@ class SessionIn(BaseModel):
         if not value:
             raise ValueError("must not be empty; leave it out to match every enrolled student")
         for sid in value:
-            if not STUDENT_ID_RE.match(sid):
+            if not isinstance(sid, str) or not STUDENT_ID_RE.fullmatch(sid):
                 raise ValueError(f"{sid[:40]!r} is not a valid student id")
         return sorted(set(value))
 
@@ -106,7 +106,7 @@ def start_session():
 
 @bp.get("/sessions")
 def list_sessions():
-    status = request.args.get("status")
+    status = param("status")
     if status is not None and status not in ("starting", "running", "stopping", "stopped", "failed"):
         raise ValidationFailed("status must be starting, running, stopping, stopped or failed",
                                details={"field": "status"})
@@ -149,7 +149,7 @@ def stop_session(slot_id: int):
 
 @bp.get("/sessions/<int:slot_id>/evidence/<evidence_id>")
 def get_evidence(slot_id: int, evidence_id: str):
-    kind = request.args.get("kind", "face")
+    kind = param("kind") or "face"
     if kind not in ("face", "frame"):
         raise ValidationFailed("kind must be face or frame", details={"field": "kind"})
     state = service_state()
@@ -165,7 +165,7 @@ def get_evidence(slot_id: int, evidence_id: str):
 @bp.get("/sessions/<int:slot_id>/events")
 def list_events(slot_id: int):
     """The slot's callback deliveries: pending, delivered or dead (newest first)."""
-    status = request.args.get("status")
+    status = param("status")
     if status is not None and status not in ("pending", "delivered", "dead"):
         raise ValidationFailed("status must be pending, delivered or dead", details={"field": "status"})
     limit = number_param("limit", 100, 1, 1000, int)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import hashlib
 
 from flask import Blueprint, g, jsonify
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from .. import quality
 from .. import students as svc
 from ..api_keys import audit
 from ..evidence import remove_files
 from ..privacy import erase_student, pseudonym
-from ..errors import ApiError, NotFound
+from ..errors import ApiError, NotFound, ValidationFailed
 from ..pipeline import analyse_bytes
 from ..state import service_state
 from .params import json_body, number_param, param, uploaded_images
@@ -23,6 +23,13 @@ bp = Blueprint("students", __name__)
 class StudentIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
 
+    @field_validator("name")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value.strip()
+
 
 @bp.put("/students/<student_id>")
 def put_student(student_id: str):
@@ -31,12 +38,13 @@ def put_student(student_id: str):
     state = service_state()
     state.ensure_schema()
     with state.db.get_db_conn() as conn:
-        student, created = svc.upsert_student(conn, student_id, body.name.strip())
+        student, created = svc.upsert_student(conn, student_id, body.name)
     return jsonify(student), 201 if created else 200
 
 
 @bp.get("/students/<student_id>")
 def get_student(student_id: str):
+    svc.check_student_id(student_id)
     state = service_state()
     state.ensure_schema()
     with state.db.get_db_conn() as conn:
@@ -59,6 +67,7 @@ def list_students():
 
 @bp.delete("/students/<student_id>")
 def delete_student(student_id: str):
+    svc.check_student_id(student_id)
     state = service_state()
     state.ensure_schema()
     with state.db.get_db_conn() as conn:
@@ -73,10 +82,16 @@ def delete_student(student_id: str):
 @bp.post("/students/<student_id>/faces")
 def enrol_faces(student_id: str):
     svc.check_student_id(student_id)
-    images = uploaded_images()
-    name = (param("name") or "").strip()[:200] or None
     state = service_state()
     settings = state.settings
+    images = uploaded_images()
+    if len(images) > settings.MAX_ENROL_IMAGES:
+        raise ApiError(f"{len(images)} images in one request; send at most MAX_ENROL_IMAGES="
+                       f"{settings.MAX_ENROL_IMAGES} at a time", code="too_many_images", status=422)
+    name = param("name")
+    if name is not None and not name.strip():
+        raise ValidationFailed("name: must not be blank (leave it out to keep the name)", details={"field": "name"})
+    name = name.strip()[:200] if name else None
     model = state.models.get()
     accepted, rejected = [], []
     for index, data in enumerate(images):
@@ -117,6 +132,7 @@ def enrol_faces(student_id: str):
 
 @bp.delete("/students/<student_id>/faces/<int:face_id>")
 def delete_face(student_id: str, face_id: int):
+    svc.check_student_id(student_id)
     state = service_state()
     state.ensure_schema()
     with state.db.get_db_conn() as conn:
