@@ -20,6 +20,12 @@ def create_app(settings: Settings | None = None, *, warm_up: bool = False) -> Fl
     configure_logging(settings.LOG_LEVEL, settings.LOG_FORMAT)
 
     app = Flask(__name__)
+    if settings.TRUSTED_PROXY_COUNT:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        # remote_addr becomes the client address the proxy saw (logs, failed-key throttling).
+        n = settings.TRUSTED_PROXY_COUNT
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes
     app.config["MAX_UPLOAD_MB"] = settings.MAX_UPLOAD_MB
     app.json.sort_keys = False

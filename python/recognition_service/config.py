@@ -76,6 +76,7 @@ class Settings(BaseSettings):
     MAX_REQUESTS: int = Field(10_000, ge=0)
     MAX_REQUESTS_JITTER: int = Field(1_000, ge=0)
     CHANNEL_TIMEOUT_S: int = Field(120, ge=1)
+    TRUSTED_PROXY_COUNT: int = Field(0, ge=0, le=5)  # proxies in front (nginx: 1) whose X-Forwarded-For is believed
 
     SESSIONS_ENABLED: bool = True  # this process runs session cameras (False: API only)
     SESSION_LEASE_S: float = Field(10.0, ge=2, le=300)  # a dead owner's sessions move within this (+ SESSION_POLL_S)

@@ -36,7 +36,7 @@ def init_request_hooks(app: Flask, request_timeout_s: float) -> None:
         metrics.REQUESTS.labels(request.method, route, str(response.status_code)).inc()
         metrics.REQUEST_LATENCY.labels(route).observe(latency)
         metrics.observe_process()
-        fields = {"request_id": request_id, "method": request.method, "route": route,
+        fields = {"request_id": request_id, "client": request.remote_addr, "method": request.method, "route": route,
                   "status": response.status_code, "latency_ms": round(latency * 1000, 1)}
         if "faces" in g:
             fields["faces"] = g.faces

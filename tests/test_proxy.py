@@ -1,0 +1,189 @@
+"""The LAN deployment: Debian's nginx with deploy/nginx/recognizer.conf in front of real Gunicorn.
+
+Slow and idle clients (slowloris headers, idle sockets, slow bodies, a large body trickled in) are held by
+nginx; /health/ready keeps answering through the proxy the whole time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+import requests
+from servers import free_port
+from shared import REPO_ROOT, sample
+
+CONF = REPO_ROOT / "deploy" / "nginx" / "recognizer.conf"
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+class Nginx:
+    """nginx running the repository's configuration, with only its listen and upstream ports changed."""
+
+    def __init__(self, tmp, upstream_port: int):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        conf = CONF.read_text()
+        for old, new in (("server 127.0.0.1:8000;", f"server 127.0.0.1:{upstream_port};"),
+                         ("listen 80;", f"listen 127.0.0.1:{self.port};")):
+            assert old in conf, f"{CONF} no longer has {old!r}"
+            conf = conf.replace(old, new)
+        self.prefix = tmp / "nginx"
+        (self.prefix / "logs").mkdir(parents=True)
+        (self.prefix / "recognizer.conf").write_text(conf)
+        temps = " ".join(f"{kind}_temp_path {self.prefix / kind};" for kind in
+                         ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        (self.prefix / "nginx.conf").write_text(f"""
+            {"user root;" if os.geteuid() == 0 else ""}
+            worker_processes 1;
+            pid {self.prefix / "nginx.pid"};
+            error_log {self.prefix / "logs" / "error.log"} warn;
+            events {{ worker_connections 2048; }}
+            http {{
+                access_log off;
+                {temps}
+                include {self.prefix / "recognizer.conf"};
+            }}""")
+        self.proc = subprocess.Popen([NGINX, "-p", str(self.prefix), "-c", str(self.prefix / "nginx.conf"),
+                                      "-g", "daemon off;"], stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.proc.stderr.read().decode()
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError("nginx did not start")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+pytestmark = pytest.mark.skipif(not os.path.exists(NGINX), reason="nginx is installed by scripts/setup.sh --dev")
+
+
+@pytest.fixture
+def proxied(gunicorn_servers, tmp_path):
+    server = gunicorn_servers(TRUSTED_PROXY_COUNT=1, LOG_LEVEL="INFO")  # production defaults otherwise
+    nginx = Nginx(tmp_path, server.port)
+    yield server, nginx
+    nginx.stop()
+
+
+class Attack:
+    """`count` connections doing `behave(sock)` over and over (reconnecting when the server drops them)."""
+
+    def __init__(self, port: int, count: int, behave):
+        self.port, self.behave = port, behave
+        self.stop = threading.Event()
+        self.connected = 0     # connections that were open at some point
+        self.dropped = 0       # connections the server closed on us
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(count)]
+        for t in self.threads:
+            t.start()
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
+                    self.connected += 1
+                    self.behave(sock, self.stop)
+                    self.dropped += 1
+            except OSError:
+                self.dropped += 1
+                self.stop.wait(0.2)
+
+    def end(self) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(15)
+
+
+def _slow_headers(sock, stop):
+    sock.sendall(b"GET /health/ready HTTP/1.1\r\nHost: x\r\n")
+    while not stop.wait(1.0):
+        sock.sendall(b"X-Slow: 1\r\n")  # never the blank line that ends the head
+
+
+def _idle(sock, stop):
+    sock.settimeout(1.0)
+    while not stop.is_set():
+        try:
+            if sock.recv(1) == b"":
+                return  # closed by the server
+        except socket.timeout:
+            continue
+
+
+def _trickle(total: int):
+    def behave(sock, stop):
+        sock.sendall(f"POST /api/v1/recognize HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+                     f"Content-Length: {total}\r\n\r\n".encode())
+        while not stop.wait(1.0):
+            sock.sendall(b"\0" * 1024)  # 1 KiB/s
+    return behave
+
+
+def test_slow_and_idle_clients_do_not_starve_the_service_behind_nginx(proxied):
+    server, nginx = proxied
+    attacks = [Attack(nginx.port, 100, _slow_headers), Attack(nginx.port, 300, _idle),
+               Attack(nginx.port, 10, _trickle(1_000_000)), Attack(nginx.port, 1, _trickle(19 * 1024 * 1024))]
+    probes, failures, slowest = 0, [], 0.0
+    try:
+        time.sleep(2)
+        end = time.monotonic() + 25
+        while time.monotonic() < end:
+            started = time.monotonic()
+            try:
+                r = requests.get(nginx.url + "/health/ready", timeout=5)
+                if r.status_code != 200:
+                    failures.append(r.status_code)
+            except requests.RequestException as exc:
+                failures.append(type(exc).__name__)
+            slowest = max(slowest, time.monotonic() - started)
+            probes += 1
+            time.sleep(0.5)
+        # a real request (a photo through the proxy) is served too
+        r = requests.post(nginx.url + "/api/v1/recognize", files={"image": ("o.jpg", sample("obama.jpg"))},
+                          timeout=60)
+        assert r.status_code == 200 and len(r.json()["faces"]) == 1
+        open_now = [a.connected - a.dropped for a in attacks]
+    finally:
+        for attack in attacks:
+            attack.end()
+    assert failures == [] and probes >= 40, (failures, probes)
+    assert slowest < 2.0, slowest
+    assert open_now[1] >= 250 and open_now[3] == 1, open_now  # the attack was really on while we probed
+    assert attacks[0].dropped >= 100  # nginx gave up on the slow heads (client_header_timeout)
+
+
+def test_the_real_client_address_reaches_the_logs_and_cannot_be_spoofed(proxied):
+    server, nginx = proxied
+    r = requests.get(nginx.url + "/api/v1/students", headers={"X-Forwarded-For": "6.6.6.6",
+                                                               "X-Request-ID": "via-proxy"}, timeout=10)
+    assert r.status_code == 200
+    r = requests.get(server.url + "/api/v1/students", headers={"X-Forwarded-For": "10.9.8.7",
+                                                                "X-Request-ID": "direct"}, timeout=10)
+    assert r.status_code == 200
+    time.sleep(0.5)
+    lines = [json.loads(line) for line in server.log_path.read_text().splitlines() if line.startswith("{")]
+    by_id = {line.get("request_id"): line for line in lines}
+    # nginx replaces the header with the address it saw; the service believes exactly one proxy hop
+    assert by_id["via-proxy"]["client"] == "127.0.0.1"
+    assert by_id["direct"]["client"] == "10.9.8.7"
+
+
+def test_a_body_over_the_limit_is_refused_by_nginx_before_gunicorn_reads_it(proxied):
+    server, nginx = proxied
+    r = requests.post(nginx.url + "/api/v1/recognize", data=b"\0" * (22 * 1024 * 1024),
+                      headers={"Content-Type": "image/jpeg"}, timeout=60)
+    assert r.status_code == 413
+    assert requests.get(nginx.url + "/health/ready", timeout=5).status_code == 200
