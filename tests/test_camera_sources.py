@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -102,3 +104,24 @@ def test_site_options_are_kept_but_cannot_loosen_the_safe_ones():
     options = dict(pair.split(";", 1) for pair in capture_options("stimeout;5000000|max_redirects;5").split("|"))
     assert options["stimeout"] == "5000000"
     assert options["max_redirects"] == "0" and "hls" not in options["format_whitelist"]
+
+
+def test_a_fifo_is_not_a_camera_and_never_blocks_a_reader(tmp_path):
+    from recognition_service.cameras import FrameGrabber
+    from recognition_service.egress import RefusedAddress, check_camera_url
+
+    fifo = tmp_path / "camera.mp4"
+    os.mkfifo(fifo)
+    with pytest.raises(RefusedAddress, match="not a regular file"):
+        check_camera_url(str(fifo), None, tmp_path)
+    events = []
+    grabber = FrameGrabber(str(fifo), open_timeout_s=2, read_timeout_s=2, on_event=lambda *e: events.append(e),
+                           next_delay=lambda: 0.2, name="fifo-test",
+                           check=lambda u: check_camera_url(u, None, tmp_path))
+    grabber.start()
+    deadline = time.monotonic() + 5
+    while not events and time.monotonic() < deadline:
+        time.sleep(0.05)
+    grabber.stop()
+    assert grabber.join(5), "the reader thread is stuck"
+    assert events and events[0][0] == "failed" and "not a regular file" in events[0][1]

@@ -133,6 +133,9 @@ def check_camera_url(url: str, allowed_networks: str | None, file_root: Path | N
         if path != root and root not in path.parents:
             raise RefusedAddress(f"{field}: file cameras must be under CAMERA_FILE_ROOT ({root})",
                                  details={"field": field})
+        # stat, never open: opening a FIFO or a device blocks the reader thread until a writer appears.
+        if path.exists() and not path.is_file():
+            raise RefusedAddress(f"{field}: {path.name} is not a regular file", details={"field": field})
         return str(path)
     parts = urlsplit(url)
     if not parts.hostname:

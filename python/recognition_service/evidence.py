@@ -37,7 +37,8 @@ def _write(path: Path, data: bytes) -> None:
     """Write through a temporary name so a reader never sees half a file."""
     tmp = path.with_name(path.name + ".tmp")
     try:
-        with open(tmp, "wb") as fh:
+        # Faces of children: readable by the service's own user only.
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh:
             fh.write(data)
         os.replace(tmp, path)
     except BaseException:
@@ -58,7 +59,8 @@ def save_evidence(root: Path, frame: np.ndarray, bbox, *, frame_max_side: int) -
         ok2, small = cv2.imencode(".jpg", _downscale(frame, frame_max_side), _JPEG)
         if not (ok1 and ok2):
             raise ValueError("JPEG encoding failed")
-        (root / day).mkdir(parents=True, exist_ok=True)
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        (root / day).mkdir(mode=0o700, exist_ok=True)
         _write(root / face_rel, face.tobytes())
         _write(root / frame_rel, small.tobytes())
     except (OSError, ValueError) as exc:

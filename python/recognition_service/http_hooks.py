@@ -31,6 +31,7 @@ def init_request_hooks(app: Flask, request_timeout_s: float) -> None:
     def _finish(response: Response) -> Response:
         request_id = g.get("request_id") or uuid.uuid4().hex
         response.headers["X-Request-ID"] = request_id
+        response.headers["X-Content-Type-Options"] = "nosniff"
         latency = time.perf_counter() - g.get("started", time.perf_counter())
         route = request.url_rule.rule if request.url_rule else "<unmatched>"
         metrics.REQUESTS.labels(request.method, route, str(response.status_code)).inc()

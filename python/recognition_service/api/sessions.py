@@ -159,7 +159,9 @@ def get_evidence(slot_id: int, evidence_id: str):
     path = resolve(state.settings.evidence_dir, paths[0 if kind == "face" else 1]) if paths else None
     if path is None:
         raise NotFound("no such evidence for this slot (it may have expired)", code="evidence_not_found")
-    return send_file(path, mimetype="image/jpeg", max_age=3600)
+    response = send_file(path, mimetype="image/jpeg", conditional=False, etag=False)
+    response.headers["Cache-Control"] = "private, no-store"  # faces of children: never in a shared cache
+    return response
 
 
 @bp.get("/sessions/<int:slot_id>/events")
