@@ -234,6 +234,24 @@ def test_rate_limit_per_key_answers_429_with_retry_after(make_app):
     assert other.get("/api/v1/students", headers={"X-API-Key": "a"}).status_code == 429
 
 
+def test_wrong_keys_are_throttled_per_client_address(make_app):
+    app = make_app(API_KEYS="right", FAILED_KEY_ATTEMPTS_PER_MINUTE=5)
+    client = app.test_client()
+    guesser = {"REMOTE_ADDR": "10.0.0.66"}
+    codes = [client.get("/api/v1/students", headers={"X-API-Key": f"guess-{i}"}, environ_base=guesser).status_code
+             for i in range(5)]
+    assert codes == [401] * 5
+    blocked = client.get("/api/v1/students", headers={"X-API-Key": "guess-5"}, environ_base=guesser)
+    assert blocked.status_code == 429 and 1 <= int(blocked.headers["Retry-After"]) <= 60
+    # blocked even with the right key until the window ends: a guesser learns nothing more
+    assert client.get("/api/v1/students", headers={"X-API-Key": "right"}, environ_base=guesser).status_code == 429
+    # another address, with the right key, is unaffected; so is the same guesser on another server
+    assert client.get("/api/v1/students", headers={"X-API-Key": "right"},
+                      environ_base={"REMOTE_ADDR": "10.0.0.7"}).status_code == 200
+    other = make_app(API_KEYS="right", FAILED_KEY_ATTEMPTS_PER_MINUTE=5).test_client()
+    assert other.get("/api/v1/students", headers={"X-API-Key": "x"}, environ_base=guesser).status_code == 429
+
+
 def test_addresses_are_checked_again_when_connecting(database_url, tmp_path):
     """A session accepted under one policy is refused by a process whose policy no longer allows it."""
     receiver = Receiver()

@@ -38,7 +38,11 @@ def init_auth(app: Flask, state) -> None:
         if not _protected(request.path, state.settings):
             return
         state.ensure_schema()
-        result = checker.check(request.headers.get("X-API-Key"))
+        key = request.headers.get("X-API-Key")
+        guessing = f"failed-key:{request.remote_addr}"
+        if key is not None and checker.keys_configured():
+            _refuse_while_blocked(state, guessing)
+        result = checker.check(key)
         g.actor = result.actor
         if result.status in ("ok", "open"):
             if result.status == "ok":
@@ -46,6 +50,7 @@ def init_auth(app: Flask, state) -> None:
             return
         if result.status == "missing":
             raise Unauthorized("this service requires an API key in the X-API-Key header")
+        _count_failure(state, guessing)
         if result.status == "revoked":
             raise Forbidden("this API key has been revoked")
         raise Unauthorized("unknown API key", code="invalid_api_key")
@@ -53,6 +58,29 @@ def init_auth(app: Flask, state) -> None:
 
 class TooManyRequests(ApiError):
     status, code = 429, "rate_limited"
+
+
+def _too_many(message: str, retry_after: float) -> TooManyRequests:
+    error = TooManyRequests(f"{message}; retry after {int(retry_after)} s", details={"retry_after_s": int(retry_after)})
+    error.headers = {"Retry-After": str(int(retry_after))}
+    return error
+
+
+def _refuse_while_blocked(state, bucket: str) -> None:
+    """A client address past FAILED_KEY_ATTEMPTS_PER_MINUTE wrong keys gets 429 without a key lookup."""
+    limit = state.settings.FAILED_KEY_ATTEMPTS_PER_MINUTE
+    if not limit:
+        return
+    with state.db.get_db_conn() as conn:
+        retry_after = rate_limit.blocked(conn, bucket, limit, 60)
+    if retry_after is not None:
+        raise _too_many(f"more than {limit} wrong API keys from this address in a minute", retry_after)
+
+
+def _count_failure(state, bucket: str) -> None:
+    if state.settings.FAILED_KEY_ATTEMPTS_PER_MINUTE:
+        with state.db.get_db_conn() as conn:
+            rate_limit.hit(conn, bucket, state.settings.FAILED_KEY_ATTEMPTS_PER_MINUTE, 60)
 
 
 def _limit(state, bucket: str) -> None:
@@ -63,7 +91,4 @@ def _limit(state, bucket: str) -> None:
     with state.db.get_db_conn() as conn:
         retry_after = rate_limit.hit(conn, bucket, limit, 60)
     if retry_after is not None:
-        error = TooManyRequests(f"more than {limit} requests per minute; retry after {int(retry_after)} s",
-                                details={"retry_after_s": int(retry_after)})
-        error.headers = {"Retry-After": str(int(retry_after))}
-        raise error
+        raise _too_many(f"more than {limit} requests per minute", retry_after)

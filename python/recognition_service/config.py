@@ -98,6 +98,7 @@ class Settings(BaseSettings):
     API_KEYS: SecretStr | None = None  # comma-separated; more keys (hashed) live in the database
     ALLOW_UNAUTHENTICATED: bool = False  # serve without any key on a non-loopback address
     RATE_LIMIT_PER_MINUTE: int = Field(3000, ge=0)  # per API key, shared by all workers and servers; 0: off
+    FAILED_KEY_ATTEMPTS_PER_MINUTE: int = Field(30, ge=0)  # wrong keys per client address, then 429; 0: off
     PUBLIC_METRICS: bool = True  # /metrics without a key (Prometheus scrapers)
     PUBLIC_HEALTH_DETAILS: bool = True  # /health without a key (/health/live and /ready are always open)
     CALLBACK_ALLOWED_HOSTS: str | None = None  # comma-separated host names, IPs or CIDRs callbacks may reach

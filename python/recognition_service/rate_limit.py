@@ -5,6 +5,19 @@ from __future__ import annotations
 import math
 
 
+def blocked(conn, bucket: str, limit: int, window_s: int) -> float | None:
+    """Without counting: None while the bucket's current window is within the limit, else its Retry-After."""
+    with conn.cursor() as cur:
+        cur.execute("""SELECT hits, extract(epoch FROM window_start + make_interval(secs => %s) - now())
+                       FROM rate_windows
+                       WHERE bucket = %s AND window_start = to_timestamp(floor(extract(epoch FROM now()) / %s) * %s)""",
+                    (window_s, bucket, window_s, window_s))
+        row = cur.fetchone()
+    if row is None or row[0] < limit:
+        return None
+    return max(1.0, math.ceil(float(row[1])))
+
+
 def hit(conn, bucket: str, limit: int, window_s: int) -> float | None:
     """Count one request; return None when allowed, else the seconds until the window ends (Retry-After)."""
     with conn.cursor() as cur:
