@@ -53,6 +53,13 @@ def test_deleting_a_student_erases_every_trace(database_url, tmp_path, video):
                           for i in b["recognitions"]} >= others, 30, "the other students' callbacks")
         sent = [i["student_id"] for b in receiver.accepted() if b["type"] == "recognition" for i in b["recognitions"]]
         assert sid not in sent
+        # the log named students by a keyed hash only; the deleted row versions were vacuumed right away
+        log_text = server.log_path.read_text()
+        assert "recognised on camera" in log_text and "student#" in log_text
+        assert sid not in log_text and name not in log_text
+        with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
+            cur.execute("SELECT relname FROM pg_stat_user_tables WHERE last_vacuum IS NOT NULL")
+            assert {"students", "faces", "events", "deliveries"} <= {r[0] for r in cur.fetchall()}
     finally:
         server.kill()
         receiver.close()

@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import os
+
+# Log lines name students by a keyed hash under this process's random key: one student reads the same in a
+# worker's lines (a session can be followed), but no log line ties back to an id once the rows are erased.
+_LOG_KEY = os.urandom(32)
+
+
+def log_ref(student_id: str) -> str:
+    return "student#" + hmac.new(_LOG_KEY, student_id.encode(), hashlib.sha256).hexdigest()[:12]
 
 
 def pseudonym(student_id: str) -> str:
@@ -37,6 +47,23 @@ def erase_student(conn, student_id: str) -> tuple[bool, list[tuple[str, str]]]:
         cur.execute("""UPDATE sessions SET student_ids = array_remove(student_ids, %s)
                        WHERE %s = ANY(student_ids)""", (student_id, student_id))
     return existed, files
+
+
+ERASURE_TABLES = ("students", "faces", "evidence", "session_recognitions", "events", "deliveries", "audit_log",
+                  "sessions")
+
+
+def vacuum_after_erasure(db) -> None:
+    """VACUUM the tables an erasure touched, so the deleted rows' versions are pruned now, not at autovacuum's
+    leisure. (VACUUM cannot run in a transaction: an autocommit connection of the pool, then back.)"""
+    with db.get_db_conn() as conn:
+        conn.commit()
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                cur.execute("VACUUM (ANALYZE) " + ", ".join(ERASURE_TABLES))
+        finally:
+            conn.autocommit = False
 
 
 def expired_deliveries(conn, retention_days: float) -> int:

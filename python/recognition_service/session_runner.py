@@ -17,6 +17,7 @@ from .egress import check_camera_url
 from .errors import ServiceUnavailable
 from .evidence import remove_files, save_evidence
 from .pipeline import norm_crop
+from .privacy import log_ref
 from .students import names_for
 from .thresholds import in_force
 from .tracking import FaceTracker
@@ -226,7 +227,8 @@ class SessionHandle:
             remove_files(root, [evidence[1:]])
         if created:
             metrics.SESSION_RECOGNITIONS.inc()
-            log.info("slot %s: %s recognised on camera %s (%.3f)", self.spec.slot_id, student_id, camera_id, similarity)
+            log.info("slot %s: %s recognised on camera %s (%.3f)", self.spec.slot_id, log_ref(student_id), camera_id,
+                     similarity)
 
     def report_camera(self, camera_id: int, status: str | None, failures: int, error: str | None,
                       event: str | None) -> None:

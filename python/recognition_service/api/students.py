@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 
+import psycopg2
 from flask import Blueprint, g, jsonify
 from pydantic import BaseModel, Field, field_validator
 
@@ -11,13 +13,14 @@ from .. import quality
 from .. import students as svc
 from ..api_keys import audit
 from ..evidence import remove_files
-from ..privacy import erase_student, pseudonym
-from ..errors import ApiError, NotFound, ValidationFailed
+from ..privacy import erase_student, pseudonym, vacuum_after_erasure
+from ..errors import ApiError, NotFound, ServiceUnavailable, ValidationFailed
 from ..pipeline import analyse_bytes
 from ..state import service_state
 from .params import json_body, number_param, param, uploaded_images
 
 bp = Blueprint("students", __name__)
+log = logging.getLogger(__name__)
 
 
 class StudentIn(BaseModel):
@@ -76,6 +79,10 @@ def delete_student(student_id: str):
             raise NotFound(f"student {student_id} not found")
         audit(conn, g.actor, "student.delete", pseudonym(student_id), {"evidence_items": len(files)})
     remove_files(state.settings.evidence_dir, files)
+    try:
+        vacuum_after_erasure(state.db)
+    except (ServiceUnavailable, psycopg2.Error) as exc:  # erased already; autovacuum prunes the rows later
+        log.warning("VACUUM after an erasure failed: %s", exc)
     return "", 204
 
 
