@@ -297,6 +297,8 @@ def main(argv=None) -> int:
         "latency_ms": {"p50": percentile(ok, 50), "p95": percentile(ok, 95), "p99": percentile(ok, 99),
                        "max": max(ok, default=0.0), "mean": round(statistics.fmean(ok), 2) if ok else 0.0},
         "errors_by_status": errors, "rss_bytes_by_worker": rss, "max_rss_growth_pct": args.max_rss_growth,
+        # more pids than workers: Gunicorn replaced workers during the run (MAX_REQUESTS recycling)
+        "worker_pids_seen": len(rss),
         "passed": failed_5xx == 0 and not grown,
     }
     (report_dir / "report.json").write_text(json.dumps(summary, indent=2))
@@ -307,7 +309,7 @@ def main(argv=None) -> int:
     print(f"\n{len(results)} requests in {elapsed:.1f} s: {summary['throughput_rps']} req/s, "
           f"{summary['faces_per_s']} faces/s")
     print(f"latency ms: p50 {lat['p50']:.0f}, p95 {lat['p95']:.0f}, p99 {lat['p99']:.0f}, max {lat['max']:.0f}")
-    print(f"errors: {errors or 'none'}")
+    print(f"errors: {errors or 'none'}; worker pids seen: {len(rss)}")
     for pid, e in sorted(rss.items()):
         warm = f"{e['after_warmup'] / 2**20:.1f}" if e["after_warmup"] else "-"
         print(f"worker {pid} RSS MiB: start {e['start'] / 2**20:.1f}, after warm-up {warm}, "
