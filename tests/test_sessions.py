@@ -78,7 +78,8 @@ def test_session_recognises_the_cast_once_from_rtsp_mjpeg_and_file_cameras(serve
             assert r.status_code == 200 and r.headers["Content-Type"] == "image/jpeg"
             assert Image.open(io.BytesIO(r.content)).format == "JPEG"
             # faces of children: never kept by a shared cache, never sniffed as something else
-            assert r.headers["Cache-Control"] == "private, no-store" and r.headers["X-Content-Type-Options"] == "nosniff"
+            assert r.headers["Cache-Control"] == "private, no-store"
+            assert r.headers["X-Content-Type-Options"] == "nosniff"
     evidence_dir = server.log_path.parent / "data" / "evidence"
     assert evidence_dir.stat().st_mode & 0o777 == 0o700
     for path in evidence_dir.rglob("*"):

@@ -11,7 +11,7 @@ from .http_hooks import init_request_hooks
 from .logging_setup import configure_logging
 from .state import ServiceState
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 
 
 def create_app(settings: Settings | None = None, *, warm_up: bool = False) -> Flask:

@@ -12,10 +12,10 @@ from pydantic import BaseModel, Field, field_validator
 from .. import quality
 from .. import students as svc
 from ..api_keys import audit
-from ..evidence import remove_files
-from ..privacy import erase_student, pseudonym, vacuum_after_erasure
 from ..errors import ApiError, NotFound, ServiceUnavailable, ValidationFailed
+from ..evidence import remove_files
 from ..pipeline import analyse_bytes
+from ..privacy import erase_student, pseudonym, vacuum_after_erasure
 from ..state import service_state
 from .params import json_body, number_param, param, uploaded_images
 
