@@ -9,8 +9,10 @@ and says in one line what is wrong. SIGTERM and SIGINT stop it gracefully: reque
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -22,9 +24,18 @@ sys.path.insert(0, str(ROOT / "python"))
 # before prometheus_client is first imported, which importing recognition_service does.
 METRICS_DIR = tempfile.mkdtemp(prefix="recognizer-metrics-")
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = METRICS_DIR
-# Workers are forked inside run_gunicorn() and unwind through main()'s `finally` when they exit (a
-# recycle, a crash): only this process may remove the folder every worker writes to.
+# Workers are forked inside run_gunicorn() and unwind through main() and atexit when they exit (a
+# recycle, a crash): only this process may remove the folder every worker writes to. atexit also
+# covers --help, a failed check and --dev.
 MASTER_PID = os.getpid()
+
+
+def _remove_metrics_dir() -> None:
+    if os.getpid() == MASTER_PID:
+        shutil.rmtree(METRICS_DIR, ignore_errors=True)
+
+
+atexit.register(_remove_metrics_dir)
 
 from recognition_service import preflight  # noqa: E402
 from recognition_service.malloc_tuning import tune_malloc  # noqa: E402
@@ -58,6 +69,9 @@ def run_gunicorn() -> None:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    if args.dev:  # one process: plain metrics. Before the dependency check, which imports prometheus_client.
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        _remove_metrics_dir()
     tune_malloc()
     preflight.export_options({"HOST": args.host, "PORT": args.port, "WORKERS": args.workers, "THREADS": args.threads})
     try:
@@ -69,7 +83,8 @@ def main(argv=None) -> None:
         preflight.fail(PROG, exc)
 
     if args.dev:
-        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        # SIGTERM ends the server like Ctrl+C: sessions released, pool closed, embedded PostgreSQL stopped.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         print(f"{PROG}: WARNING: Flask development server: single process, not for production", file=sys.stderr)
         from recognition_service import create_app
 
@@ -82,11 +97,7 @@ def main(argv=None) -> None:
             state.close(timeout=settings.GRACEFUL_TIMEOUT_S)
         return
 
-    try:
-        run_gunicorn()
-    finally:
-        if os.getpid() == MASTER_PID:
-            shutil.rmtree(METRICS_DIR, ignore_errors=True)
+    run_gunicorn()
 
 
 if __name__ == "__main__":

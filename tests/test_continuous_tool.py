@@ -1,6 +1,7 @@
 """A short run of test_continuous_recognition.py against a real Gunicorn service, so the tool never rots."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -63,6 +64,29 @@ def test_server_errors_fail_the_run(database_url, tmp_path, small_identities):
         assert done.returncode == 1
         summary = json.loads((tmp_path / "r" / "report.json").read_text())
         assert summary["errors_by_status"] == {"503": 20} and not summary["passed"]
+    finally:
+        server.stop()
+
+
+def test_a_keyed_service_without_a_key_exits_2_saying_so(database_url, tmp_path, small_identities):
+    server = Server("gunicorn", database_url, tmp_path, WORKERS=1, API_KEYS="k1").wait_ready()
+    try:
+        done = run_tool("--url", server.url, "--images", small_identities, "--requests", 5,
+                        "--report", tmp_path / "r")
+        assert done.returncode == 2 and "--api-key" in done.stderr and "401" in done.stderr, done.stderr
+        wrong = run_tool("--url", server.url, "--images", small_identities, "--requests", 5, "--api-key", "nope",
+                         "--report", tmp_path / "r")
+        assert wrong.returncode == 2 and "refuses this API key" in wrong.stderr
+        # without matplotlib the run still reports, with a note instead of the plot
+        shim = tmp_path / "no-matplotlib" / "matplotlib"
+        shim.mkdir(parents=True)
+        (shim / "__init__.py").write_text("raise ImportError('matplotlib is not installed')\n")
+        done = subprocess.run([sys.executable, str(TOOL), "--url", server.url, "--images", str(small_identities),
+                               "--requests", "10", "--api-key", "k1", "--report", str(tmp_path / "plain")],
+                              capture_output=True, text=True, timeout=600,
+                              env={**os.environ, "PYTHONPATH": str(shim.parent)})
+        assert done.returncode == 0 and "no plot" in done.stdout, done.stdout + done.stderr
+        assert (tmp_path / "plain" / "report.json").exists() and not (tmp_path / "plain" / "plot.png").exists()
     finally:
         server.stop()
 

@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
-from flask import Flask
+from typing import TYPE_CHECKING
 
-from .auth import init_auth
-from .config import Settings, load_settings
-from .errors import register_error_handlers
-from .http_hooks import init_request_hooks
-from .logging_setup import configure_logging
-from .state import ServiceState
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from .config import Settings
 
 __version__ = "0.5.0"
 
 
 def create_app(settings: Settings | None = None, *, warm_up: bool = False) -> Flask:
     """Application factory: validate settings once, attach per-process state and the API blueprints."""
+    # Imported here, not at the top: the start scripts import this package (its preflight checks) before
+    # they know whether Flask and the rest are installed, and must then say so in one line.
+    from flask import Flask
+
+    from .auth import init_auth
+    from .config import load_settings
+    from .errors import register_error_handlers
+    from .http_hooks import init_request_hooks
+    from .logging_setup import configure_logging
+    from .state import ServiceState
+
     settings = settings or load_settings()
     configure_logging(settings.LOG_LEVEL, settings.LOG_FORMAT)
 

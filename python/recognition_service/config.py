@@ -10,6 +10,11 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+# The repository's data/ folder: the default DATA_DIR wherever a script is started from, so the service, the
+# key tool and the scripts always find the same database (a relative DATA_DIR still means the current folder).
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "data"
+
+
 class ConfigError(Exception):
     """A configuration value is missing or invalid; the message names the variable."""
 
@@ -63,7 +68,7 @@ class Settings(BaseSettings):
 
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     LOG_FORMAT: Literal["json", "text"] = "json"
-    DATA_DIR: Path = Path("data")
+    DATA_DIR: Path = DEFAULT_DATA_DIR
     TZ_NAME: str = "Asia/Ho_Chi_Minh"
 
     HOST: str = "127.0.0.1"

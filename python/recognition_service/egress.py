@@ -128,8 +128,9 @@ def check_camera_url(url: str, allowed_networks: str | None, file_root: Path | N
         if file_root is None:
             raise RefusedAddress(f"{field}: file cameras are disabled; set CAMERA_FILE_ROOT to allow a folder",
                                  details={"field": field})
-        path = Path(os.path.realpath(url.removeprefix("file://")))
         root = Path(os.path.realpath(file_root))
+        # A relative path means a file under CAMERA_FILE_ROOT, not under whatever folder the server started in.
+        path = Path(os.path.realpath(root / url.removeprefix("file://")))
         if path != root and root not in path.parents:
             raise RefusedAddress(f"{field}: file cameras must be under CAMERA_FILE_ROOT ({root})",
                                  details={"field": field})

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -38,12 +37,17 @@ def check_dependencies(extra: dict[str, str] | None = None, install: bool = Fals
     """Raise PreflightError naming missing packages; with install=True, pip-install requirements.txt first."""
     missing = missing_packages(extra)
     if missing and install:
-        subprocess.check_call([sys.executable, "-m", "pip", "install", "-r", str(REPO_ROOT / "requirements.txt")])
+        import bootstrap  # python/bootstrap.py: the same install (one headless OpenCV) as setup.sh and Windows
+
+        try:
+            bootstrap.install_into(sys.executable, REPO_ROOT)
+        except bootstrap.BootstrapError as exc:
+            raise PreflightError(str(exc)) from None
         importlib.invalidate_caches()
         missing = missing_packages(extra)
     if missing:
-        raise PreflightError(f"missing Python packages: {', '.join(missing)} "
-                             "(run scripts/setup.sh, or start with --install-deps)")
+        raise PreflightError(f"missing Python packages: {', '.join(missing)} (run scripts/setup.sh, or on Windows "
+                             "start_recognizer_windows.bat, or start with --install-deps)")
 
 
 def load_checked_settings():
@@ -80,6 +84,7 @@ def prepare_database(settings, *, for_serving: bool = True) -> str:
     from .migrate import apply_migrations
 
     url = settings.DATABASE_URL
+    where = "DATABASE_URL" if url else f"embedded PostgreSQL in {settings.DATA_DIR.resolve() / 'pgdata'}"
     if url is None:
         try:
             url = start_embedded_postgres(settings.DATA_DIR)
@@ -94,22 +99,27 @@ def prepare_database(settings, *, for_serving: bool = True) -> str:
         with conn:
             apply_migrations(conn)
             with conn.cursor() as cur:
-                cur.execute("SELECT count(*) FROM api_keys WHERE revoked_at IS NULL")
-                db_keys = cur.fetchone()[0]
+                cur.execute("SELECT count(*) FILTER (WHERE revoked_at IS NULL), count(*) FROM api_keys")
+                db_keys, all_db_keys = cur.fetchone()
     finally:
         conn.close()  # closed before any fork: workers open their own pools
     os.environ["DATABASE_URL"] = url
+    print(f"data folder: {settings.DATA_DIR.resolve()} (database: {where})", file=sys.stderr)
     if for_serving:
-        check_exposure(settings, db_keys)
+        check_exposure(settings, db_keys, all_db_keys)
     return url
 
 
 LOOPBACK_HOSTS = {"127.0.0.1", "::1", "localhost"}
 
 
-def check_exposure(settings, db_keys: int) -> None:
+def check_exposure(settings, db_keys: int, all_db_keys: int = 0) -> None:
     """Without any API key, serve on loopback only (unless ALLOW_UNAUTHENTICATED); say so either way."""
     if settings.api_keys or db_keys:
+        return
+    if all_db_keys:  # the API checks keys once any was made: with all of them revoked it refuses everyone
+        print(f"WARNING: all {all_db_keys} API key(s) in the database are revoked: every /api/v1 request is "
+              "refused (401) until you create one with python/manage_api_keys.py or set API_KEYS", file=sys.stderr)
         return
     if settings.HOST in LOOPBACK_HOSTS or settings.HOST.startswith("127."):
         print("WARNING: no API key configured: the API is open to anyone on this machine "

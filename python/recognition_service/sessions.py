@@ -118,6 +118,10 @@ def _view(cur, row: dict) -> dict:
                    FROM session_recognitions r WHERE r.session_id = %s ORDER BY r.first_seen_at, r.student_id""",
                 (sid,))
     recognized = cur.fetchall()
+    if row["status"] in ("stopped", "failed"):  # an ended session watches nothing, whatever its cameras last were
+        for camera in cameras:
+            if camera["status"] != "failed":
+                camera["status"] = "stopped"
     active = [c["camera_id"] for c in cameras if c["status"] == "active"]
     failed = [c["camera_id"] for c in cameras if c["status"] == "failed"]
     return {

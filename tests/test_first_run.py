@@ -1,0 +1,143 @@
+"""The ways a new user starts the service: older commands, an empty environment, an unclean exit."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+import requests
+from servers import SCRIPTS, Server, free_port
+from shared import MODEL_PACK, REPO_ROOT
+
+
+def _postgres_running(pgdata) -> bool:
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if any("postgres" in part for part in cmdline[:1]) and str(pgdata) in " ".join(cmdline):
+            return True
+    return False
+
+
+def _wait(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_data_dir_is_the_repositorys_whatever_the_current_folder(monkeypatch, tmp_path):
+    from recognition_service.config import load_settings
+
+    monkeypatch.delenv("DATA_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert load_settings().DATA_DIR == REPO_ROOT / "data"
+    monkeypatch.chdir(REPO_ROOT / "python")
+    assert load_settings().DATA_DIR == REPO_ROOT / "data"
+    assert load_settings(DATA_DIR="elsewhere").DATA_DIR.resolve() == REPO_ROOT / "python" / "elsewhere"
+
+
+def test_the_start_says_where_the_data_is(gunicorn_servers, tmp_path):
+    server = gunicorn_servers(WORKERS=1)
+    assert f"data folder: {tmp_path / 'data'} (database: DATABASE_URL)" in server.log()
+
+
+def test_running_the_module_directly_starts_the_development_server(database_url, tmp_path):
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": database_url, "MODEL_DIR": str(MODEL_PACK), "PORT": str(port),
+           "DATA_DIR": str(tmp_path / "data"), "ORT_THREADS": "1"}
+    log = tmp_path / "dev.log"
+    with open(log, "wb") as out_file:  # a file, not a pipe nobody reads while it runs
+        proc = subprocess.Popen([sys.executable, "recognizer_service.py"], cwd=REPO_ROOT / "python", env=env,
+                                stdout=out_file, stderr=subprocess.STDOUT)
+        try:
+            _wait(lambda: _ready(f"http://127.0.0.1:{port}"), 90, "the development server")
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(40)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    out = log.read_text()
+    assert proc.returncode == 0, out
+    assert "Flask development server" in out and "not for production" in out
+
+
+def _ready(url: str) -> bool:
+    try:
+        return requests.get(url + "/health/ready", timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+@pytest.mark.parametrize("kind", ["gunicorn", "waitress"])
+def test_an_empty_environment_gets_one_line_naming_what_is_missing(tmp_path, kind):
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "empty")], check=True)
+    bare = tmp_path / "empty" / "bin" / "python"
+    done = subprocess.run([str(bare), str(SCRIPTS[kind])], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert "missing Python packages: flask" in lines[0] and "--install-deps" in lines[0]
+
+
+def test_only_revoked_keys_are_reported_as_such(database_url, tmp_path):
+    tool = [sys.executable, str(REPO_ROOT / "python" / "manage_api_keys.py")]
+    env = {**os.environ, "DATABASE_URL": database_url, "DATA_DIR": str(tmp_path / "data")}
+    created = subprocess.run([*tool, "create", "--name", "only"], env=env, capture_output=True, text=True, check=True)
+    key_id = json.loads(created.stdout)["key_id"]
+    subprocess.run([*tool, "revoke", str(key_id)], env=env, check=True, capture_output=True)
+    server = Server("gunicorn", database_url, tmp_path, WORKERS=1).wait_ready(90)
+    try:
+        assert requests.get(server.url + "/api/v1/students", timeout=10).status_code == 401
+        log = server.log()
+        assert "open to anyone" not in log and "revoked: every /api/v1 request is refused" in log
+    finally:
+        server.kill()
+
+
+def test_an_unclean_exit_does_not_keep_the_embedded_postgresql_running(tmp_path):
+    pgdata = tmp_path / "data" / "pgdata"
+    first = Server("gunicorn", "", tmp_path, WORKERS=1).wait_ready(120)  # no DATABASE_URL: embedded
+    assert _postgres_running(pgdata)
+    first.kill()  # SIGKILL: its pid stays in pgserver's list of users
+    assert first.proc.pid in json.loads((pgdata / ".handle_pids.json").read_text())
+    second = Server("gunicorn", "", tmp_path, WORKERS=1).wait_ready(120)
+    assert second.stop() == 0
+    _wait(lambda: not _postgres_running(pgdata), 30, "the embedded PostgreSQL to stop")
+
+    # --dev stops it on SIGTERM too
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": "", "MODEL_DIR": str(MODEL_PACK), "PORT": str(port),
+           "DATA_DIR": str(tmp_path / "data"), "ORT_THREADS": "1"}
+    dev = subprocess.Popen([sys.executable, str(SCRIPTS["gunicorn"]), "--dev"], cwd=tmp_path, env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # DEVNULL never fills up
+    try:
+        _wait(lambda: _ready(f"http://127.0.0.1:{port}"), 120, "the development server")
+        dev.send_signal(signal.SIGTERM)
+        assert dev.wait(40) == 0
+    finally:
+        if dev.poll() is None:
+            dev.kill()
+    _wait(lambda: not _postgres_running(pgdata), 30, "the embedded PostgreSQL to stop after --dev")
+
+
+def test_the_session_walkthrough_works_as_the_readme_says(gunicorn_servers, tmp_path):
+    videos = tmp_path / "demo"
+    server = gunicorn_servers(CAMERA_FILE_ROOT=str(videos), CALLBACK_ALLOWED_HOSTS="127.0.0.1")
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "try_session.py"), "--url", server.url,
+                           "--video-dir", str(videos), "--seconds", "20"], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "callback:" in done.stdout and "recognised" in done.stdout
+    session = requests.get(server.url + "/api/v1/sessions/9001", timeout=10).json()
+    assert session["status"] == "stopped" and session["recognition_count"] >= 3
+    assert session["cameras"][0]["url"] == str(videos / "demo_classroom.mp4")  # the relative path, resolved
+    # an ended session shows no camera as active
+    assert session["active_camera_ids"] == [] and {c["status"] for c in session["cameras"]} == {"stopped"}
