@@ -75,6 +75,9 @@ def worker_exit(server, worker):
 
 def child_exit(server, worker):
     """Drop a dead worker's live metrics gauges (master side)."""
-    from recognition_service.metrics import mark_process_dead
+    # prometheus_client directly: importing the service's metrics module would create the master's own
+    # (always zero) samples, such as recognizer_process_rss_bytes{pid=<master>} 0.
+    from prometheus_client import multiprocess
 
-    mark_process_dead(worker.pid)
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(worker.pid)

@@ -29,7 +29,7 @@ def main(argv=None) -> int:
     create.add_argument("--name", required=True, help="who uses the key, e.g. 'school backend'")
     sub.add_parser("list", help="list keys (never the keys themselves)")
     revoke = sub.add_parser("revoke", help="revoke a key: requests with it get 403")
-    revoke.add_argument("key_id", type=int)
+    revoke.add_argument("key_id", type=int, help="the key_id shown by create or list")
     args = parser.parse_args(argv)
 
     import psycopg2

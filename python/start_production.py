@@ -77,6 +77,7 @@ def main(argv=None) -> None:
     try:
         preflight.check_dependencies({"gunicorn": "gunicorn"}, install=args.install_deps)
         settings = preflight.load_checked_settings()
+        preflight.check_port(settings.HOST, settings.PORT)
         preflight.check_model(settings)
         preflight.prepare_database(settings)
     except preflight.PreflightError as exc:

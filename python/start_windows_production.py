@@ -103,6 +103,7 @@ def main(argv=None) -> None:
     try:
         preflight.check_dependencies({"waitress": "waitress"}, install=args.install_deps)
         settings = preflight.load_checked_settings()
+        preflight.check_port(settings.HOST, settings.PORT)
         preflight.check_model(settings)
         preflight.prepare_database(settings)
         settings = preflight.load_checked_settings()  # now with the embedded database's URL

@@ -172,7 +172,8 @@ def main(argv=None) -> int:
     parser.add_argument("--concurrency", type=int, default=8, help="HTTP clients for (b) and (c)")
     parser.add_argument("--sweep", default="100,1000,10000,100000", help="gallery sizes, comma-separated ('' to skip)")
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: a,b,c")
-    parser.add_argument("--report", type=Path, default=ROOT / "reports" / "benchmark.json")
+    parser.add_argument("--report", type=Path, default=ROOT / "reports" / "benchmark.json",
+                        help="where to write the figures as JSON (default reports/benchmark.json)")
     args = parser.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
 

@@ -207,13 +207,14 @@ def main(argv=None) -> int:
                         help="model pack folder (default: MODEL_DIR, else ../shared/models/buffalo_s_int8)")
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "accuracy", help="folder for the report")
     parser.add_argument("--threshold", type=float, default=None, help="default: the service's threshold")
-    parser.add_argument("--enroll-per-person", type=int, default=2)
+    parser.add_argument("--enroll-per-person", type=int, default=2,
+                        help="open set: photos enrolled per person (passing the quality gate; default 2)")
     parser.add_argument("--unknown-every", type=int, default=5,
                         help="leave every Nth person out of the gallery as a stranger (0: nobody)")
     parser.add_argument("--max-impostor-pairs", type=int, default=1_000_000,
                         help="all impostor pairs up to this many, else a random sample of this size")
     parser.add_argument("--max-people", type=int, default=None, help="only the first N identities")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the impostor-pair sample (default 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
 

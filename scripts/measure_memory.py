@@ -28,9 +28,9 @@ from shared import IDENTITIES, SAMPLES  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=5000)
-    parser.add_argument("--warmup", type=int, default=500)
-    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--requests", type=int, default=5000, help="recognitions to send (default 5000)")
+    parser.add_argument("--warmup", type=int, default=500, help="requests before the RSS baseline (default 500)")
+    parser.add_argument("--concurrency", type=int, default=4, help="clients sending at once (default 4)")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="memory-"))

@@ -82,8 +82,8 @@ def run(concurrency: int, args, tmp: Path, video: Path, photos: list[bytes]) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=200, help="uploads per measurement")
-    parser.add_argument("--clients", type=int, default=2)
-    parser.add_argument("--cameras", type=int, default=3)
+    parser.add_argument("--clients", type=int, default=2, help="upload clients sending at once (default 2)")
+    parser.add_argument("--cameras", type=int, default=3, help="file cameras of the session (default 3)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8],
                         help="CAMERA_INFERENCE_CONCURRENCY values to compare (default: 1 = bounded, 8 = unbounded)")
     parser.add_argument("--report", type=Path, help="write the figures to this JSON file")

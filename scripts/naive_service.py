@@ -7,11 +7,18 @@ Usage: DATABASE_URL=... MODEL_DIR=... PORT=... python scripts/naive_service.py
 """
 
 import os
+import sys
 
-import numpy as np
-import psycopg2
-from flask import Flask, jsonify, request
-from insightface.app import FaceAnalysis
+if len(sys.argv) > 1:  # --help, or anything else: it takes no options
+    print(__doc__)
+    sys.exit(0 if sys.argv[1] in ("-h", "--help") else 2)
+if missing := {"MODEL_DIR", "DATABASE_URL", "PORT"} - os.environ.keys():
+    sys.exit(f"naive_service: set {', '.join(sorted(missing))} (see --help)")
+
+import numpy as np  # noqa: E402
+import psycopg2  # noqa: E402
+from flask import Flask, jsonify, request  # noqa: E402
+from insightface.app import FaceAnalysis  # noqa: E402
 
 app = Flask(__name__)
 analyser = FaceAnalysis(name=os.environ["MODEL_DIR"], allowed_modules=["detection", "recognition"])

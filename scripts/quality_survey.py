@@ -51,8 +51,8 @@ def scores(model, settings, bgr: np.ndarray) -> dict | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--limit", type=int, default=1000)
-    parser.add_argument("--report", type=Path)
+    parser.add_argument("--limit", type=int, default=1000, help="photos to measure at most (default 1000)")
+    parser.add_argument("--report", type=Path, help="also write the survey as JSON here")
     args = parser.parse_args()
     settings = load_settings(MODEL_DIR=str(MODEL_PACK), DATABASE_URL="unused")
     model = load_face_model(MODEL_PACK, threads=2, det_threshold=settings.DET_THRESHOLD, concurrency=1)

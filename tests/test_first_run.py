@@ -141,3 +141,55 @@ def test_the_session_walkthrough_works_as_the_readme_says(gunicorn_servers, tmp_
     assert session["cameras"][0]["url"] == str(videos / "demo_classroom.mp4")  # the relative path, resolved
     # an ended session shows no camera as active
     assert session["active_camera_ids"] == [] and {c["status"] for c in session["cameras"]} == {"stopped"}
+
+
+@pytest.mark.parametrize("kind", ["gunicorn", "waitress"])
+def test_a_port_in_use_is_one_line_at_once(database_url, tmp_path, kind):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "DATABASE_URL": database_url, "MODEL_DIR": str(MODEL_PACK), "PORT": str(port),
+               "DATA_DIR": str(tmp_path / "data")}
+        started = time.monotonic()
+        done = subprocess.run([sys.executable, str(SCRIPTS[kind])], env=env, cwd=tmp_path, capture_output=True,
+                              text=True, timeout=60)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and f"cannot listen on 127.0.0.1:{port}" in lines[0], done.stderr
+    assert time.monotonic() - started < 15
+
+
+def test_help_names_the_settings_and_leaves_no_metrics_folder_behind(tmp_path):
+    import glob
+    import tempfile
+
+    pattern = os.path.join(tempfile.gettempdir(), "recognizer-metrics-*")
+    before = set(glob.glob(pattern))
+    done = subprocess.run([sys.executable, str(SCRIPTS["gunicorn"]), "--help"], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0 and "MODEL_DIR" in done.stdout and "DATABASE_URL" in done.stdout
+    failed = subprocess.run([sys.executable, str(SCRIPTS["gunicorn"])], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "DB_POOL_MAX": "lots"})
+    assert failed.returncode == 2
+    assert set(glob.glob(pattern)) <= before  # neither the help nor the failed start left a folder
+
+
+def test_naive_service_help_works():
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "naive_service.py"), "--help"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "do not deploy" in done.stdout
+
+
+def test_a_form_sent_where_json_is_expected_says_so(client):
+    r = client.put("/api/v1/students/s1", data={"name": "Ann"})
+    assert r.status_code == 400 and "Content-Type: application/json" in r.json["error"]["message"]
+
+
+def test_health_says_its_time_zone_and_metrics_use_openapi_routes(client):
+    health = client.get("/health").json
+    assert health["time_zone"] == "Asia/Ho_Chi_Minh" and health["now"].endswith("+07:00")
+    client.get("/api/v1/sessions/5")
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'route="/api/v1/sessions/{slot_id}"' in text and "<int:slot_id>" not in text

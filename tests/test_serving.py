@@ -54,7 +54,7 @@ def test_serves_the_api_and_stops_gracefully(server_factory, kind):
         assert r.headers["X-Request-ID"] == "client-id-42"
     assert requests.get(url + "/health", timeout=10).json()["status"] == "ok"
     assert metric(url, "recognizer_http_requests_total", route="/api/v1/recognize", status="200") == 6
-    assert metric(url, "recognizer_http_requests_total", route="/api/v1/students/<student_id>/faces",
+    assert metric(url, "recognizer_http_requests_total", route="/api/v1/students/{student_id}/faces",
                   status="201") == 1
     assert metric(url, "recognizer_faces_detected_total") == 6
     assert metric(url, "recognizer_recognitions_total") == 6

@@ -15,6 +15,7 @@ from .deadline import Deadline
 log = logging.getLogger("recognition_service.access")
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_OPENAPI_PARAM = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")  # Flask's <int:slot_id> -> OpenAPI's {slot_id}
 
 
 def init_request_hooks(app: Flask, request_timeout_s: float) -> None:
@@ -33,7 +34,7 @@ def init_request_hooks(app: Flask, request_timeout_s: float) -> None:
         response.headers["X-Request-ID"] = request_id
         response.headers["X-Content-Type-Options"] = "nosniff"
         latency = time.perf_counter() - g.get("started", time.perf_counter())
-        route = request.url_rule.rule if request.url_rule else "<unmatched>"
+        route = _OPENAPI_PARAM.sub(r"{\1}", request.url_rule.rule) if request.url_rule else "<unmatched>"
         metrics.REQUESTS.labels(request.method, route, str(response.status_code)).inc()
         metrics.REQUEST_LATENCY.labels(route).observe(latency)
         metrics.observe_process()

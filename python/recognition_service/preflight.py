@@ -6,6 +6,7 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -27,7 +28,9 @@ def missing_packages(extra: dict[str, str] | None = None) -> list[str]:
     missing = []
     for module, package in {**REQUIRED_MODULES, **(extra or {})}.items():
         try:
-            importlib.import_module(module)
+            with warnings.catch_warnings():  # import-time noise (platformdirs on XDG_RUNTIME_DIR) is not an error
+                warnings.simplefilter("ignore")
+                importlib.import_module(module)
         except Exception:  # noqa: BLE001 - a broken install counts as missing
             missing.append(package)
     return missing
@@ -133,9 +136,34 @@ def check_exposure(settings, db_keys: int, all_db_keys: int = 0) -> None:
           file=sys.stderr)
 
 
+_EPILOG = """Everything else is set by environment variables (or a .env file in the current folder); the ones
+a first start needs:
+  MODEL_DIR      a model pack folder (detector + recogniser .onnx); else MODEL_ROOT/models/MODEL_NAME
+                 (~/.insightface/models/buffalo_l, downloaded on first use when online)
+  DATABASE_URL   PostgreSQL; unset: an embedded PostgreSQL in DATA_DIR
+  DATA_DIR       database and evidence images (default: data/ in the repository)
+  API_KEYS       comma-separated keys; without any key the service listens on loopback only
+The README's Configuration section lists every variable."""
+
+
+def check_port(host: str, port: int) -> None:
+    """Refuse at once when the address is taken (Gunicorn would retry for 5 s, then exit with a traceback)."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind: TIME_WAIT is fine
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise PreflightError(f"cannot listen on {host}:{port}: {exc.strerror or exc} (another server "
+                                 "there? set PORT or --port)") from None
+
+
 def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
     """The options both start scripts share."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = argparse.ArgumentParser(prog=prog, description=description, epilog=_EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", help="address to bind (HOST, default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (PORT, default 8000)")
     parser.add_argument("--threads", type=int, help="threads per process (THREADS, default 4)")

@@ -45,6 +45,7 @@ def health():
     body, reasons = _check()
     zone = ZoneInfo(state.settings.TZ_NAME)
     result = {"status": "degraded" if reasons else "ok", **body,
+              "time_zone": state.settings.TZ_NAME,  # of started_at and now; log lines are in UTC
               "started_at": state.started_at.astimezone(zone).isoformat(timespec="seconds"),
               "now": datetime.now(zone).isoformat(timespec="seconds"),
               "uptime_seconds": state.uptime_seconds, "version": __version__, "pid": os.getpid()}

@@ -36,6 +36,9 @@ def json_body(model: type[BaseModel]) -> BaseModel:
         data = request.get_json(silent=True)
     except RecursionError:  # the JSON decoder recurses per level: 10,000 nested arrays exhaust the stack
         data = None
+    if data is None and not request.is_json:
+        raise ApiError(f"the body must be JSON sent with Content-Type: application/json (got "
+                       f"{request.mimetype or 'no content type'})", code="invalid_json", status=400)
     if data is None:
         raise ApiError("the body must be a JSON object", code="invalid_json", status=400)
     if _depth(data) > MAX_JSON_DEPTH:
