@@ -14,7 +14,9 @@ if [ -z "${PYTHON:-}" ]; then
   done
 fi
 if [ -z "${PYTHON:-}" ] || ! "$PYTHON" -c "$supported" 2>/dev/null; then
-  echo "setup.sh: error: needs Python 3.12 or 3.11 (found: ${PYTHON:-$(python3 --version 2>&1 || echo none)}); install one, or set PYTHON=/path/to/python3.12" >&2
+  found=$("${PYTHON:-python3}" --version 2>&1 || true)
+  found=${found%%$'\n'*}
+  echo "setup.sh: error: needs Python 3.12 or 3.11 (found: ${found:-no python3}); install one, or set PYTHON=/path/to/python3.12" >&2
   exit 2
 fi
 dev=""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -193,3 +194,34 @@ def test_health_says_its_time_zone_and_metrics_use_openapi_routes(client):
     client.get("/api/v1/sessions/5")
     text = client.get("/metrics").get_data(as_text=True)
     assert 'route="/api/v1/sessions/{slot_id}"' in text and "<int:slot_id>" not in text
+
+
+def test_setup_stops_at_once_without_a_supported_python(tmp_path):
+    """Only a Python 3.13 on PATH: one line naming the versions to install, nothing created."""
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    (stubs / "python3").write_text('#!/bin/sh\n[ "$1" = "--version" ] && echo "Python 3.13.0"\nexit 1\n')
+    (stubs / "python3").chmod(0o755)
+    for tool in ("dirname",):
+        (stubs / tool).symlink_to(shutil.which(tool))
+    repo = tmp_path / "repo"
+    (repo / "scripts").mkdir(parents=True)
+    shutil.copy(REPO_ROOT / "scripts" / "setup.sh", repo / "scripts")
+    done = subprocess.run(["/bin/bash", str(repo / "scripts" / "setup.sh")], capture_output=True, text=True,
+                          timeout=60, env={"PATH": str(stubs), "HOME": str(tmp_path)})
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert "needs Python 3.12 or 3.11" in lines[0] and "Python 3.13.0" in lines[0]
+    assert not (repo / ".venv").exists()
+
+
+def test_the_master_writes_no_metric_sample_of_its_own(gunicorn_servers):
+    server = gunicorn_servers(WORKERS=2)
+    master = psutil.Process(server.proc.pid)
+    victim = master.children()[0].pid
+    psutil.Process(victim).kill()  # the master's child_exit runs: it used to create the master's own samples
+    _wait(lambda: len(master.children()) == 2 and victim not in {c.pid for c in master.children()}, 60,
+          "a replacement worker")
+    _wait(lambda: _ready(server.url), 60, "ready")
+    text = requests.get(server.url + "/metrics", timeout=10).text
+    assert f'pid="{server.proc.pid}"' not in text and f'pid="{victim}"' not in text
