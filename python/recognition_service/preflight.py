@@ -107,9 +107,10 @@ def prepare_database(settings, *, for_serving: bool = True) -> str:
     finally:
         conn.close()  # closed before any fork: workers open their own pools
     os.environ["DATABASE_URL"] = url
-    print(f"data folder: {settings.DATA_DIR.resolve()} (database: {where})", file=sys.stderr)
     if for_serving:
         check_exposure(settings, db_keys, all_db_keys)
+    # Only once nothing stops the start: a refusal stays one line.
+    print(f"data folder: {settings.DATA_DIR.resolve()} (database: {where})", file=sys.stderr)
     return url
 
 
