@@ -20,7 +20,7 @@ from .pipeline import norm_crop
 from .privacy import log_ref
 from .students import names_for
 from .thresholds import in_force
-from .tracking import FaceTracker
+from .tracking import FaceTracker, face_signature
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,11 @@ class CameraWorker:
         model = handle.state.models.get()
         with handle.camera_slots:
             boxes, kps = model.detect(frame, handle.settings.DET_SIZE)
-        tracks, to_embed = self.tracker.update(boxes[:, :4], now)
+        # Aligned crops of every face (a warp each: cheap next to detection): their thumbnails tell the
+        # tracker when the face in a box has changed; the ones to embed go to the recogniser.
+        aligned = [norm_crop(frame, landmark=k, image_size=112) for k in kps]
+        signatures = [face_signature(c) for c in aligned]
+        tracks, to_embed = self.tracker.update(boxes[:, :4], now, signatures)
         with self._counts_lock:
             self.counts[0] += 1
             self.counts[1] += len(boxes)
@@ -130,14 +134,14 @@ class CameraWorker:
         metrics.CAMERA_FACES.labels("embedded").inc(len(to_embed))
         if not to_embed:
             return
-        crops = [norm_crop(frame, landmark=kps[i], image_size=112) for i in to_embed]
+        crops = [aligned[i] for i in to_embed]
         with handle.camera_slots:
             embeddings = model.embed(crops)
-        del crops
+        del crops, aligned
         matches = handle.match(model, embeddings)
         for i, match in zip(to_embed, matches, strict=True):
             track = tracks[i]
-            track.embedded_at, track.student_id = now, match.student_id
+            track.embedded_at, track.student_id, track.signature = now, match.student_id, signatures[i]
             if match.student_id:
                 handle.sighting(self.camera_id, match.student_id, float(match.similarity), frame, boxes[i, :4])
 
