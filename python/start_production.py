@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "python"))
 
 # Metrics of all workers add up through files in this folder (a fresh one per start). It must be set
-# before prometheus_client is first imported, which importing recognition_service does.
+# before prometheus_client is first imported (the dependency check imports it, the app's metrics use it).
 METRICS_DIR = tempfile.mkdtemp(prefix="recognizer-metrics-")
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = METRICS_DIR
 # Workers are forked inside run_gunicorn() and unwind through main() and atexit when they exit (a

@@ -66,16 +66,21 @@ def embedded_ipv4(addr) -> ipaddress.IPv4Address | None:
     return None
 
 
-def _forms(addr) -> list:
-    """The address and the IPv4 address inside it, if any: a rule must hold for every form."""
+def _effective(addr):
+    """Where a connection to `addr` really goes: the IPv4 address inside it, if it carries one."""
     inner = embedded_ipv4(addr)
-    return [addr] if inner is None else [addr, inner]
+    return addr if inner is None else inner
+
+
+def _listed(addr, networks: list) -> bool:
+    """In an allow-listed network, written either way (::ffff:10.0.0.5 is in 10.0.0.0/8)."""
+    return any(form in net for form in (addr, _effective(addr)) for net in networks)
 
 
 def _allowed(host: str, addresses, names: set[str], networks: list) -> bool:
     if host.lower() in names:
         return True
-    return all(any(form in net for form in _forms(addr) for net in networks) for addr in addresses)
+    return all(_listed(addr, networks) for addr in addresses)
 
 
 def _port(parts) -> int:
@@ -92,7 +97,7 @@ def _check_host(parts, field: str, allow_list: str | None, refused, what: str, h
         raise RefusedAddress(f"{field}: {exc}", details={"field": field}) from None
     if _allowed(parts.hostname, addresses, names, networks):
         return
-    bad = [str(a) for a in addresses if any(refused(form, networks) for form in _forms(a))]
+    bad = [str(a) for a in addresses if refused(a, networks)]
     if bad:
         raise RefusedAddress(f"{field}: {parts.hostname} resolves to {what} ({', '.join(bad)}); {hint}",
                              details={"field": field})
@@ -103,23 +108,23 @@ def check_callback_url(url: str, allowed_hosts: str | None, field: str = "callba
     parts = urlsplit(url)
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise RefusedAddress(f"{field}: must be an http:// or https:// URL with a host", details={"field": field})
-    _check_host(parts, field, allowed_hosts, lambda a, _: _callback_refused(a),
+    _check_host(parts, field, allowed_hosts, _callback_refused,
                 "a non-public address", "list it in CALLBACK_ALLOWED_HOSTS to allow it")
 
 
-def _callback_refused(addr) -> bool:
-    inner = embedded_ipv4(addr)
-    if inner is not None:  # ::ffff:8.8.8.8 is as public as 8.8.8.8 (ipaddress calls every mapped address private)
-        return _callback_refused(inner)
-    return not addr.is_global or addr.is_multicast
+def _callback_refused(addr, _networks) -> bool:
+    """Anything but a public address (judged where the connection goes: ::ffff:8.8.8.8 is 8.8.8.8)."""
+    target = _effective(addr)
+    return not target.is_global or target.is_multicast
 
 
 def _camera_refused(addr, networks) -> bool:
     """Loopback, link-local (cloud metadata), multicast and 0.0.0.0/8 or :: unless allow-listed."""
-    if any(form in n for form in _forms(addr) for n in networks):
+    if _listed(addr, networks):
         return False
-    return any(f.is_loopback or f.is_link_local or f.is_multicast or f.is_unspecified
-               or (f.version == 4 and f in _THIS_NETWORK) for f in _forms(addr))
+    target = _effective(addr)
+    return (target.is_loopback or target.is_link_local or target.is_multicast or target.is_unspecified
+            or (target.version == 4 and target in _THIS_NETWORK))
 
 
 def check_camera_url(url: str, allowed_networks: str | None, file_root: Path | None, field: str = "url") -> str:

@@ -59,17 +59,18 @@ def decode_image(data: bytes, *, max_pixels: int, max_side: int) -> DecodedImage
         if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
             raise InvalidImage(f"the image is {width}x{height} pixels: one side is more than {MAX_ASPECT_RATIO} "
                                "times the other, too narrow to hold a detectable face")
-        if img.format in ("JPEG", "MPO") and max(width, height) > max_side:
+        jpeg = img.format in ("JPEG", "MPO")  # scaled while decoding; the other formats only after
+        if jpeg and max(width, height) > max_side:
             ratio = max_side / max(width, height)
             img.draft("RGB", (max(1, int(width * ratio)), max(1, int(height * ratio))))
-        heavy = img.format not in ("JPEG", "MPO") and width * height > LARGE_DECODE_PIXELS
+        heavy = not jpeg and width * height > LARGE_DECODE_PIXELS
         try:
             if heavy:
                 _large_decodes.acquire()
             small = img
             try:
                 img.load()
-                small = _reduced(img, max_side)
+                small = img if jpeg else _reduced(img, max_side)
             finally:
                 if heavy:
                     if small is not img:
@@ -94,9 +95,9 @@ def decode_image(data: bytes, *, max_pixels: int, max_side: int) -> DecodedImage
 
 
 def _reduced(img: Image.Image, max_side: int) -> Image.Image:
-    """A non-JPEG image scaled down to fit max_side (JPEGs were already scaled while decoding)."""
+    """A decoded (non-JPEG) image scaled down to fit max_side."""
     longest = max(img.size)
-    if longest <= max_side or img.format in ("JPEG", "MPO"):
+    if longest <= max_side:
         return img
     ratio = max_side / longest
     size = (max(1, round(img.width * ratio)), max(1, round(img.height * ratio)))

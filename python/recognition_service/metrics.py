@@ -75,8 +75,3 @@ def render() -> tuple[bytes, str]:
 
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
-
-def mark_process_dead(pid: int) -> None:
-    """Drop a dead worker's live gauges (called by the Gunicorn master)."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        multiprocess.mark_process_dead(pid)
