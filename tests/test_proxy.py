@@ -21,6 +21,7 @@ from shared import REPO_ROOT, sample
 
 CONF = REPO_ROOT / "deploy" / "nginx" / "recognizer.conf"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+KEY = "school-key"
 
 
 class Nginx:
@@ -72,7 +73,8 @@ pytestmark = pytest.mark.skipif(not os.path.exists(NGINX), reason="nginx is inst
 
 @pytest.fixture
 def proxied(gunicorn_servers, tmp_path):
-    server = gunicorn_servers(TRUSTED_PROXY_COUNT=1, LOG_LEVEL="INFO")  # production defaults otherwise
+    # production defaults otherwise: 2 workers, 4 threads, recycling on, a key
+    server = gunicorn_servers(TRUSTED_PROXY_COUNT=1, LOG_LEVEL="INFO", API_KEYS=KEY)
     nginx = Nginx(tmp_path, server.port)
     yield server, nginx
     nginx.stop()
@@ -153,6 +155,7 @@ def test_slow_and_idle_clients_do_not_starve_the_service_behind_nginx(proxied):
             time.sleep(0.5)
         # a real request (a photo through the proxy) is served too
         r = requests.post(nginx.url + "/api/v1/recognize", files={"image": ("o.jpg", sample("obama.jpg"))},
+                          headers={"X-API-Key": KEY},
                           timeout=60)
         assert r.status_code == 200 and len(r.json()["faces"]) == 1
         open_now = [a.connected - a.dropped for a in attacks]
@@ -167,10 +170,10 @@ def test_slow_and_idle_clients_do_not_starve_the_service_behind_nginx(proxied):
 
 def test_the_real_client_address_reaches_the_logs_and_cannot_be_spoofed(proxied):
     server, nginx = proxied
-    r = requests.get(nginx.url + "/api/v1/students", headers={"X-Forwarded-For": "6.6.6.6",
+    r = requests.get(nginx.url + "/api/v1/students", headers={"X-Forwarded-For": "6.6.6.6", "X-API-Key": KEY,
                                                                "X-Request-ID": "via-proxy"}, timeout=10)
     assert r.status_code == 200
-    r = requests.get(server.url + "/api/v1/students", headers={"X-Forwarded-For": "10.9.8.7",
+    r = requests.get(server.url + "/api/v1/students", headers={"X-Forwarded-For": "10.9.8.7", "X-API-Key": KEY,
                                                                 "X-Request-ID": "direct"}, timeout=10)
     assert r.status_code == 200
     time.sleep(0.5)
@@ -184,6 +187,6 @@ def test_the_real_client_address_reaches_the_logs_and_cannot_be_spoofed(proxied)
 def test_a_body_over_the_limit_is_refused_by_nginx_before_gunicorn_reads_it(proxied):
     server, nginx = proxied
     r = requests.post(nginx.url + "/api/v1/recognize", data=b"\0" * (22 * 1024 * 1024),
-                      headers={"Content-Type": "image/jpeg"}, timeout=60)
+                      headers={"Content-Type": "image/jpeg", "X-API-Key": KEY}, timeout=60)
     assert r.status_code == 413
     assert requests.get(nginx.url + "/health/ready", timeout=5).status_code == 200

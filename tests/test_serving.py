@@ -134,7 +134,7 @@ def test_workers_recycle_without_a_failed_request(server_factory):
     for clients on new connections and for clients keeping theirs alive across the recycles."""
     from concurrent.futures import ThreadPoolExecutor
 
-    server = server_factory("gunicorn", WORKERS=2, MAX_REQUESTS=25, MAX_REQUESTS_JITTER=5)
+    server = server_factory("gunicorn", WORKERS=2, MAX_REQUESTS=25, MAX_REQUESTS_JITTER=5, API_KEYS="school-key")
     master = psutil.Process(server.proc.pid)
     seen = {c.pid for c in master.children()}
     photo = sample("obama2.jpg")
@@ -145,7 +145,8 @@ def test_workers_recycle_without_a_failed_request(server_factory):
         for i in range(100):
             try:
                 if i % 20 == 0:
-                    r = session.post(server.url + "/api/v1/recognize", files={"image": ("o.jpg", photo)}, timeout=60)
+                    r = session.post(server.url + "/api/v1/recognize", files={"image": ("o.jpg", photo)},
+                                     headers={"X-API-Key": "school-key"}, timeout=60)
                 else:
                     r = session.get(server.url + ("/metrics" if i % 10 == 5 else "/health/live"), timeout=30)
                 if r.status_code != 200:
