@@ -31,7 +31,7 @@ from recognition_service.errors import ApiError  # noqa: E402
 from recognition_service.gallery import Gallery  # noqa: E402
 from recognition_service.images import decode_image  # noqa: E402
 from recognition_service.model import load_face_model  # noqa: E402
-from recognition_service.pipeline import analyse  # noqa: E402
+from recognition_service.engine import analyse  # noqa: E402
 from recognition_service.quality import enrolment_face  # noqa: E402
 from recognition_service.thresholds import in_force  # noqa: E402
 

@@ -47,6 +47,31 @@ def build_video(path: Path, *, fps: int = 10, seconds_per_still: float = 2.0) ->
     return path
 
 
+def face_at(image: np.ndarray, bbox, spot, size) -> np.ndarray:
+    """`image` scaled and shifted so its face box `bbox` covers `spot` (x1, y1, x2, y2) of a `size` frame."""
+    x1, y1, x2, _ = bbox
+    scale = (spot[2] - spot[0]) / max(x2 - x1, 1)
+    matrix = np.float32([[scale, 0, spot[0] - x1 * scale], [0, scale, spot[1] - y1 * scale]])
+    return cv2.warpAffine(image, matrix, size, borderValue=(40, 40, 40))
+
+
+def write_video(path: Path, shots: list[tuple[np.ndarray, int]], fps: int = 10, noise: float = 0.0) -> Path:
+    """An MP4 of (frame, how many frames) shots; `noise` adds sensor-like grain (sigma, grey levels) per frame."""
+    h, w = shots[0][0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    assert writer.isOpened(), "OpenCV could not open an MP4 writer"
+    rng = np.random.default_rng(0)
+    for frame, count in shots:
+        for _ in range(count):
+            if noise:
+                grain = rng.normal(0, noise, frame.shape)
+                writer.write(np.clip(frame + grain, 0, 255).astype(np.uint8))
+            else:
+                writer.write(frame)
+    writer.release()
+    return path
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 from PIL import Image
 from recognition_service.images import decode_image
-from recognition_service.pipeline import detect_faces
+from recognition_service.engine import detect_faces
 from shared import sample
 from test_students_api import enrol
 

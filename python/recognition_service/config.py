@@ -95,7 +95,13 @@ class Settings(BaseSettings):
     CAMERA_RETRY_BASE_S: float = Field(1.0, gt=0, le=60)
     CAMERA_RETRY_MAX_S: float = Field(30.0, gt=0, le=3600)
     CAMERA_INFERENCE_CONCURRENCY: int = Field(1, ge=1, le=64)  # model runs at once for all cameras of a worker
-    TRACK_REEMBED_S: float = Field(3.0, ge=0, le=3600)  # a recognised, tracked face is embedded again after this
+    # A named, tracked face whose appearance has not changed is embedded again after this (a change of face
+    # is caught at once by the tracker's appearance check; this only refreshes the best similarity).
+    TRACK_REEMBED_S: float = Field(15.0, ge=0, le=3600)
+    # The detector skips a frame whose picture changed by no more than this (grey levels, in the largest
+    # cell of a 48x27 grid) since the last detection, unless that detection is MOTION_MAX_SKIP_S old; 0: never skip.
+    MOTION_THRESHOLD: float = Field(8.0, ge=0, le=255)
+    MOTION_MAX_SKIP_S: float = Field(3.0, gt=0, le=60)
     EVIDENCE_RETENTION_DAYS: float = Field(30.0, gt=0)
     EVIDENCE_SWEEP_S: float = Field(3600.0, gt=0)  # also removes delivered callbacks past their retention
     DELIVERED_RETENTION_DAYS: float = Field(30.0, gt=0)

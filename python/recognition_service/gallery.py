@@ -203,6 +203,17 @@ class Gallery:
                 return self._match_all(probes, threshold, margin)
             return self._match_roster(probes, roster, threshold, margin)
 
+    def similarity_to(self, probes: np.ndarray, student_id: str) -> np.ndarray:
+        """Each probe's similarity to the student's best-matching face (-inf when not enrolled)."""
+        probes = np.ascontiguousarray(probes, np.float32).reshape(-1, self.dim)
+        with self._rw.read():
+            sid = self._student_index.get(student_id)
+            faces = sorted(self._faces_of.get(sid, ())) if sid is not None else []
+            if not faces:
+                return np.full(len(probes), -np.inf, np.float32)
+            matrix = np.stack([self._index.reconstruct(int(f)) for f in faces])
+        return (probes @ matrix.T).max(axis=1)
+
     def _match_all(self, probes, threshold, margin) -> list[Match]:
         n = len(self._student_of)
         if n == 0:

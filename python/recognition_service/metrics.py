@@ -32,6 +32,8 @@ POOL_WAITS = Counter("recognizer_db_pool_waits_total", "Requests that had to wai
 SESSIONS_OWNED = Gauge("recognizer_sessions_running", "Sessions whose cameras run in this process",
                        multiprocess_mode="livesum")
 CAMERA_FRAMES = Counter("recognizer_camera_frames_total", "Camera frames processed")
+CAMERA_DETECTIONS_SKIPPED = Counter("recognizer_camera_detections_skipped_total",
+                                    "Camera frames the detector skipped because the picture had not changed")
 CAMERA_FACES = Counter("recognizer_camera_faces_total", "Faces in camera frames, detected and embedded", ["kind"])
 CAMERA_FAILURES = Counter("recognizer_camera_failures_total", "Failed camera opens and lost streams")
 SESSION_RECOGNITIONS = Counter("recognizer_session_recognitions_total",

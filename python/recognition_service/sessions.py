@@ -111,8 +111,8 @@ def _iso(value: datetime | None) -> str | None:
 
 def _view(cur, row: dict) -> dict:
     sid = row["session_id"]
-    cur.execute("""SELECT camera_id, url, status, failures, last_error, frames, faces_detected, faces_embedded
-                   FROM session_cameras WHERE session_id = %s ORDER BY camera_id""", (sid,))
+    cur.execute("""SELECT camera_id, url, status, failures, last_error, frames, detector_runs, faces_detected,
+                          faces_embedded FROM session_cameras WHERE session_id = %s ORDER BY camera_id""", (sid,))
     cameras = cur.fetchall()
     cur.execute("""SELECT r.student_id, r.name, r.first_seen_at, r.camera_id, r.best_similarity, r.evidence_id
                    FROM session_recognitions r WHERE r.session_id = %s ORDER BY r.first_seen_at, r.student_id""",
@@ -143,7 +143,8 @@ def _view(cur, row: dict) -> dict:
         "failed_camera_ids": failed,
         "cameras": [{"camera_id": c["camera_id"], "url": _redact(c["url"]), "status": c["status"],
                      "failures": c["failures"], "last_error": c["last_error"], "frames": c["frames"],
-                     "faces_detected": c["faces_detected"], "faces_embedded": c["faces_embedded"]}
+                     "detector_runs": c["detector_runs"], "faces_detected": c["faces_detected"],
+                     "faces_embedded": c["faces_embedded"]}
                     for c in cameras],
         "recognition_count": len(recognized),
         "recognized_students": [
@@ -313,22 +314,23 @@ def set_camera_status(conn, runner_id: str, session_id: int, camera_id: int, sta
     return None
 
 
-def add_camera_stats(conn, runner_id: str, session_id: int, stats: dict[int, tuple[int, int, int]]) -> None:
-    """Add (frames, faces_detected, faces_embedded) per camera to the stored counters."""
+def add_camera_stats(conn, runner_id: str, session_id: int, stats: dict[int, tuple[int, int, int, int]]) -> None:
+    """Add (frames, detector_runs, faces_detected, faces_embedded) per camera to the stored counters."""
     with conn.cursor() as cur:
         _fence(cur, runner_id, session_id)
-        for camera_id, (frames, detected, embedded) in stats.items():
-            cur.execute("""UPDATE session_cameras SET frames = frames + %s, faces_detected = faces_detected + %s,
-                                  faces_embedded = faces_embedded + %s
+        for camera_id, (frames, runs, detected, embedded) in stats.items():
+            cur.execute("""UPDATE session_cameras SET frames = frames + %s, detector_runs = detector_runs + %s,
+                                  faces_detected = faces_detected + %s, faces_embedded = faces_embedded + %s
                            WHERE session_id = %s AND camera_id = %s""",
-                        (frames, detected, embedded, session_id, camera_id))
+                        (frames, runs, detected, embedded, session_id, camera_id))
 
 
 def record_recognition(conn, runner_id: str, session_id: int, *, student_id: str, name: str, camera_id: int,
-                       similarity: float, evidence: tuple[str, str, str] | None) -> bool:
+                       similarity: float, track_similarity: float, evidence: tuple[str, str, str] | None) -> bool:
     """Record a sighting: the first one per student creates the recognition (+ event); True if it did.
 
-    Later sightings only raise best_similarity. `evidence` is (evidence_id, face_path, frame_path);
+    `similarity` is the best single frame's, `track_similarity` that of the track's aggregate, which
+    named the student. Later sightings only raise best_similarity. `evidence` is (evidence_id, face_path, frame_path);
     it is stored only with a new recognition.
     """
     with conn.cursor() as cur:
@@ -351,7 +353,8 @@ def record_recognition(conn, runner_id: str, session_id: int, *, student_id: str
         seen_at = cur.fetchone()[0]
         record_event(cur, session_id, "recognition",
                      {"student_id": student_id, "name": name, "similarity": round(similarity, 4),
-                      "camera_id": camera_id, "recognized_at": seen_at.isoformat(), "evidence_id": evidence_id})
+                      "track_similarity": round(track_similarity, 4), "camera_id": camera_id,
+                      "recognized_at": seen_at.isoformat(), "evidence_id": evidence_id})
     return True
 
 

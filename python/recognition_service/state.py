@@ -13,6 +13,7 @@ from . import metrics
 from .config import Settings
 from .db import Database
 from .embedded_pg import start_embedded_postgres
+from .engine import RecognitionEngine
 from .errors import ServiceUnavailable
 from .gallery import Gallery
 from .migrate import apply_migrations
@@ -39,6 +40,7 @@ class ServiceState:
         self._schema_lock = threading.Lock()
         self._galleries: dict[str, Gallery] = {}
         self._gallery_lock = threading.Lock()
+        self.engine = RecognitionEngine(settings, self.models, self.gallery, self.db, self.ensure_schema)
         self.sessions = None  # the SessionSupervisor, once start_sessions() ran in this process
         self.callbacks = None  # the CallbackSender, idem
         self.keys = None  # the API key checker (auth.init_auth)

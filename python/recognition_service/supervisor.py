@@ -21,7 +21,7 @@ from . import metrics
 from . import sessions as store
 from .evidence import remove_files
 from .privacy import expired_deliveries
-from .session_runner import SessionHandle
+from .session_runner import SessionRun
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ class SessionSupervisor:
         self.host, self.pid = socket.gethostname(), os.getpid()
         self.runner_id = f"{self.host}:{self.pid}:{uuid.uuid4().hex[:8]}"
         self.camera_slots = threading.BoundedSemaphore(self.settings.CAMERA_INFERENCE_CONCURRENCY)
-        self.handles: dict[int, SessionHandle] = {}
+        self.handles: dict[int, SessionRun] = {}
         self._wake = threading.Event()
         self._draining = threading.Event()
         self._thread: threading.Thread | None = None
@@ -116,12 +116,7 @@ class SessionSupervisor:
             fewest = store.heartbeat_runner(conn, self.runner_id, self.host, self.pid, len(self.handles),
                                             s.SESSION_LEASE_S)
         for handle in list(self.handles.values()):
-            handle.flush_cameras()
-            try:
-                with self.state.db.get_db_conn() as conn:
-                    handle.flush_counts(conn)
-            except store.LeaseLost:
-                handle.lost()
+            handle.flush()
         held = len(self.handles)
         if not self._draining.is_set() and held < s.MAX_SESSIONS_PER_WORKER and held <= fewest:
             self._claim_one()
@@ -137,7 +132,8 @@ class SessionSupervisor:
             return
         log.info("session of slot %s (id %s) claimed by %s: %d camera(s), %d student(s) already recognised",
                  spec.slot_id, spec.session_id, self.runner_id, len(spec.cameras), len(spec.seen))
-        handle = SessionHandle(self, spec)
+        handle = SessionRun(spec, engine=self.state.engine, db=self.state.db, runner_id=self.runner_id,
+                            settings=self.settings, inference_slots=self.camera_slots)
         self.handles[spec.session_id] = handle
         handle.start()
         self._wake.set()  # look again soon: there may be more to take

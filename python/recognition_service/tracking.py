@@ -1,18 +1,31 @@
-"""Frame-to-frame face tracking by box overlap, so a recognised face is not embedded on every frame."""
+"""Frame-to-frame face tracking by box overlap and appearance, so a face is embedded only when needed."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
 _MIN_IOU = 0.45
-_MAX_MISSED = 2  # frames a track survives without a matching detection
+_MAX_MISSED = 2  # detector runs a track survives without a matching detection
 # Normalised correlation of two faces' 16x16 grey thumbnails (aligned crops). Measured on 80 photos of 40
 # people: the same face in a "next frame" (recompressed, landmarks jittered 1.5 px, brightness +-5%) >= 0.96;
 # two different people <= 0.84 (99th percentile 0.76). Below this, the face in the box is someone else.
 SAME_FACE_MIN = 0.9
+# An unnamed track is embedded on every detector run until it holds this many embeddings; after that
+# (a stranger, or a face turned away) only on the re-embed timer or when its face changes.
+SETTLE_AFTER = 8
+
+
+@dataclass
+class View:
+    """One embedded sighting of a track's face: what a recognition's similarity and evidence come from."""
+
+    embedding: np.ndarray
+    weight: float
+    frame: np.ndarray
+    bbox: np.ndarray
 
 
 @dataclass
@@ -22,6 +35,22 @@ class Track:
     embedded_at: float = float("-inf")
     missed: int = 0
     signature: np.ndarray | None = None  # of the face as it was when last embedded
+    total: np.ndarray | None = None      # weighted sum of this face's embeddings since it last changed
+    weight: float = 0.0
+    count: int = 0
+    views: list[View] = field(default_factory=list)  # best few views while unnamed (frames for evidence)
+
+    def forget(self) -> None:
+        """The face in this track is someone else now: drop its name and everything seen of it."""
+        self.student_id, self.total, self.weight, self.count, self.views = None, None, 0.0, 0, []
+
+    def aggregate(self) -> np.ndarray:
+        """The L2-normalised weighted mean of the track's embeddings."""
+        return self.total / max(float(np.linalg.norm(self.total)), 1e-9)
+
+    @property
+    def settled(self) -> bool:
+        return self.student_id is None and self.count >= SETTLE_AFTER
 
 
 def face_signature(aligned_crop: np.ndarray) -> np.ndarray:
@@ -47,10 +76,10 @@ def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 class FaceTracker:
     """Keeps one track per face; says which detections need an embedding this frame.
 
-    A face needs one when it is new, not yet recognised, no longer looks like the face last embedded
-    in its track (someone else stepped into the same spot, two people swapped places, a face passed in
-    front of another: the track then forgets its name at once), or its last embedding is older than
-    `reembed_s`.
+    A face needs one when it is new, not yet named (until it settles), no longer looks like the face last
+    embedded in its track (someone else stepped into the same spot, two people swapped places, a face
+    passed in front of another: the track then forgets everything about the previous face at once), or
+    its last embedding is older than `reembed_s`.
     """
 
     def __init__(self, reembed_s: float):
@@ -62,7 +91,7 @@ class FaceTracker:
         """Match this frame's boxes (N x 4) to tracks; return the track of each box and the boxes to embed.
 
         `signatures` (face_signature of each box's aligned face) let a track notice a change of face.
-        The caller sets `student_id`, `embedded_at` and `signature` of the tracks it embedded.
+        The caller sets `embedded_at` and `signature` of the tracks it embedded (see track_decision).
         """
         boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
         assigned: list[Track | None] = [None] * len(boxes)
@@ -95,8 +124,9 @@ class FaceTracker:
             changed = (signatures is not None and track.signature is not None
                        and float(signatures[i] @ track.signature) < SAME_FACE_MIN)
             if changed:
-                track.student_id = None  # never carry a name over to another face
-            if changed or track.student_id is None or now - track.embedded_at >= self.reembed_s:
+                track.forget()  # never carry a name, or embeddings, over to another face
+            unnamed = track.student_id is None and not track.settled
+            if changed or unnamed or now - track.embedded_at >= self.reembed_s:
                 to_embed.append(i)
         self.tracks = survivors
         return out, to_embed

@@ -9,10 +9,7 @@ from flask import Blueprint, g, jsonify, request
 
 from .. import metrics
 from ..errors import ApiError
-from ..pipeline import analyse_bytes
 from ..state import service_state
-from ..students import names_for
-from ..thresholds import in_force
 from .params import list_param, number_param, uploaded_images
 
 bp = Blueprint("recognition", __name__)
@@ -38,9 +35,9 @@ def _one_image() -> bytes:
 @bp.post("/embeddings")
 def embeddings():
     data = _one_image()
-    state = service_state()
-    model = state.models.get()
-    faces, (width, height) = analyse_bytes(model, data, state.settings, deadline=g.deadline)
+    engine = service_state().engine
+    model = engine.model()
+    faces, (width, height) = engine.photo(model, data, deadline=g.deadline)
     g.faces = len(faces)
     return jsonify({
         "model": model.info.to_dict(),
@@ -54,33 +51,26 @@ def embeddings():
 def recognize():
     started = time.perf_counter()
     data = _one_image()
-    state = service_state()
-    settings = state.settings
-    model = state.models.get()
-    threshold = number_param("threshold", in_force(settings, model.info), -1.0, 1.0)
+    engine = service_state().engine
+    model = engine.model()
+    threshold = number_param("threshold", engine.threshold(model), -1.0, 1.0)
     roster = list_param("student_ids")
     timings: dict = {}
     _injected_fault()
-    faces, (width, height) = analyse_bytes(model, data, settings, timings=timings, deadline=g.deadline)
+    faces, (width, height) = engine.photo(model, data, timings=timings, deadline=g.deadline)
     g.faces = len(faces)
     results = []
     if faces:
         g.deadline.check("match")
         t0 = time.perf_counter()
-        state.ensure_schema()
-        gallery = state.gallery(model)
-        with state.db.get_db_conn() as conn:
-            gallery.refresh(conn)
-            matches = gallery.match(np.stack([f.embedding for f in faces]), threshold=threshold,
-                                    margin=settings.MATCH_MARGIN, roster=roster)
-            names = names_for(conn, {m.student_id for m in matches if m.student_id})
+        identities = engine.identify(model, np.stack([f.embedding for f in faces]), threshold=threshold,
+                                     roster=roster)
         timings["match_ms"] = round((time.perf_counter() - t0) * 1000, 2)
-        for face, match in zip(faces, matches, strict=True):
-            item = {"bbox": face.bbox, "det_score": face.det_score, "student_id": match.student_id,
-                    "name": names.get(match.student_id) if match.student_id else None,
-                    "similarity": match.similarity}
-            if match.reason:
-                item["unrecognized_reason"] = match.reason
+        for face, who in zip(faces, identities, strict=True):
+            item = {"bbox": face.bbox, "det_score": face.det_score, "student_id": who.student_id,
+                    "name": who.name, "similarity": who.similarity}
+            if who.reason:
+                item["unrecognized_reason"] = who.reason
             results.append(item)
     timings["total_ms"] = round((time.perf_counter() - started) * 1000, 2)
     metrics.observe_recognition(timings, len(faces), sum(1 for r in results if r["student_id"]))

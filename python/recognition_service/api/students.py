@@ -14,7 +14,6 @@ from .. import students as svc
 from ..api_keys import audit
 from ..errors import ApiError, NotFound, ServiceUnavailable, ValidationFailed
 from ..evidence import remove_files
-from ..pipeline import analyse_bytes
 from ..privacy import erase_student, pseudonym, vacuum_after_erasure
 from ..state import service_state
 from .params import json_body, number_param, param, uploaded_images
@@ -99,11 +98,11 @@ def enrol_faces(student_id: str):
     if name is not None and not name.strip():
         raise ValidationFailed("name: must not be blank (leave it out to keep the name)", details={"field": "name"})
     name = name.strip()[:200] if name else None
-    model = state.models.get()
+    model = state.engine.model()
     accepted, rejected = [], []
     for index, data in enumerate(images):
         try:
-            faces, _ = analyse_bytes(model, data, settings, deadline=g.deadline, with_quality=True)
+            faces, _ = state.engine.photo(model, data, deadline=g.deadline, with_quality=True)
         except ApiError as exc:
             rejected.append({"index": index, "reason": exc.code, "message": exc.message, "_status": exc.status})
             continue

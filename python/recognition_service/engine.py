@@ -1,7 +1,8 @@
-"""Detect, align and embed the faces of a decoded image."""
+"""The recognition engine: detect, align, embed and decide who a face is, for uploads and cameras alike."""
 
 from __future__ import annotations
 
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -9,9 +10,12 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .gallery import Gallery
 from .images import DecodedImage, decode_image
 from .model import FaceModel
 from .quality import Quality, measure
+from .students import names_for
+from .thresholds import in_force
 
 # insightface's aligner calls a scikit-image method that warns it is deprecated, on every call.
 warnings.filterwarnings("ignore", category=FutureWarning, module=r"insightface\.utils\.face_align")
@@ -68,6 +72,11 @@ def detect_faces(model: FaceModel, bgr: np.ndarray, det_size: int, deadline=None
     return boxes, kps
 
 
+def align(bgr: np.ndarray, kps: np.ndarray) -> list[np.ndarray]:
+    """The 112x112 aligned crop of each face, as the recogniser was trained on."""
+    return [norm_crop(bgr, landmark=k, image_size=112) for k in kps]
+
+
 def analyse(model: FaceModel, image: DecodedImage, det_size: int, *, embed: bool = True,
             timings: dict | None = None, deadline=None, with_quality: bool = False) -> list[DetectedFace]:
     """All faces of the image, largest first; `timings` receives detect_ms and embed_ms."""
@@ -76,7 +85,7 @@ def analyse(model: FaceModel, image: DecodedImage, det_size: int, *, embed: bool
     t1 = time.perf_counter()
     embeddings, qualities = None, None
     if embed and len(boxes):
-        crops = [norm_crop(image.bgr, landmark=k, image_size=112) for k in kps]
+        crops = align(image.bgr, kps)
         try:
             if deadline is not None:
                 deadline.check("align")
@@ -120,3 +129,85 @@ def analyse_bytes(model: FaceModel, data: bytes, settings, *, embed: bool = True
     finally:
         image.bgr = None
         del image
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a face (or a track's faces) is: student_id None when not recognised, with the reason."""
+
+    student_id: str | None
+    name: str | None
+    similarity: float | None
+    reason: str | None = None
+
+
+class RecognitionEngine:
+    """The one place that decides "this face is student X", for /recognize, enrolment and cameras.
+
+    Holds what a decision needs (the model provider, the gallery of each model, the database the gallery
+    is refreshed from and the settings); callers hand it pixels or embeddings and get plain data back.
+    """
+
+    def __init__(self, settings, models, galleries, db, ensure_schema=lambda: None):
+        self.settings = settings
+        self._models = models          # .get() -> FaceModel (raises ServiceUnavailable while unloaded)
+        self._galleries = galleries    # FaceModel -> Gallery
+        self._db = db
+        self._ensure_schema = ensure_schema
+        self._refreshed: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def model(self) -> FaceModel:
+        return self._models.get()
+
+    def threshold(self, model: FaceModel, override: float | None = None) -> float:
+        return override if override is not None else in_force(self.settings, model.info)
+
+    def photo(self, model: FaceModel, data: bytes, **kwargs) -> tuple[list[DetectedFace], tuple[int, int]]:
+        """The faces of an uploaded photo (decode limits, tight-portrait retry): see analyse_bytes."""
+        return analyse_bytes(model, data, self.settings, **kwargs)
+
+    def detect(self, model: FaceModel, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Boxes (x1, y1, x2, y2, score) and landmarks of a camera frame.
+
+        No padded retry here: a camera frame with no face is the common case (an empty room), and a
+        second detector run on each of those would double the cost of every idle camera.
+        """
+        return model.detect(frame, self.settings.DET_SIZE)
+
+    def gallery(self, model: FaceModel, *, max_age_s: float = 0.0) -> Gallery:
+        """The model's gallery, refreshed from the database when older than `max_age_s`."""
+        gallery = self._galleries(model)
+        key = model.info.fingerprint
+        now = time.monotonic()
+        if now - self._refreshed.get(key, float("-inf")) >= max_age_s:
+            self._ensure_schema()
+            with self._db.get_db_conn() as conn:
+                gallery.refresh(conn)
+            with self._lock:
+                self._refreshed[key] = now
+        return gallery
+
+    def identify(self, model: FaceModel, embeddings: np.ndarray, *, threshold: float | None = None,
+                 roster: list[str] | None = None, max_age_s: float = 0.0) -> list[Identity]:
+        """Who each embedding is: the threshold, MATCH_MARGIN and roster rules, with names.
+
+        `max_age_s`: how stale the gallery may be (uploads 0: an enrolment is seen by the next request;
+        cameras 1 s: enrolments made during the class are picked up within a second).
+        """
+        if len(embeddings) == 0:
+            return []
+        gallery = self.gallery(model, max_age_s=max_age_s)
+        matches = gallery.match(np.asarray(embeddings, np.float32), threshold=self.threshold(model, threshold),
+                                margin=self.settings.MATCH_MARGIN, roster=roster)
+        found = {m.student_id for m in matches if m.student_id}
+        names = {}
+        if found:
+            with self._db.get_db_conn() as conn:
+                names = names_for(conn, found)
+        return [Identity(m.student_id, names.get(m.student_id, m.student_id) if m.student_id else None,
+                         m.similarity, m.reason) for m in matches]
+
+    def similarity_to(self, model: FaceModel, embeddings: np.ndarray, student_id: str) -> np.ndarray:
+        """Each embedding's similarity to the student's best-matching enrolled face."""
+        return self._galleries(model).similarity_to(np.asarray(embeddings, np.float32), student_id)

@@ -1,0 +1,179 @@
+"""One camera of a running session: where a camera frame goes.
+
+grabber (newest frame only) -> motion gate (skip the detector on an unchanged picture) -> engine.detect ->
+align each face -> tracker (which faces need an embedding) -> engine embeds those in one batch ->
+track_decision (name tracks from their accumulated embeddings) -> recorder.sighting.
+
+The worker is given everything it uses (the engine, the recorder, a clock, its settings, the stop event,
+the inference slots); it holds no reference to the session or the supervisor above it.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import metrics
+from . import sessions as store
+from .cameras import FrameGrabber
+from .egress import check_camera_url
+from .engine import align
+from .errors import ServiceUnavailable
+from .motion import MotionGate
+from .track_decision import decide, face_weight, observe
+from .tracking import FaceTracker, face_signature
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CameraJob:
+    """What one camera of a session is asked to do."""
+
+    slot_id: int
+    camera_id: int
+    url: str
+    frame_interval_s: float
+    threshold: float | None         # None: the model's threshold in force
+    roster: list[str] | None        # None: every enrolled student
+    failed: bool = False            # it was already dead when the session was claimed
+
+
+class CameraWorker:
+    """A grabber thread (newest frame only) and a processing thread (one frame per interval)."""
+
+    def __init__(self, job: CameraJob, *, engine, recorder, settings, stopped: threading.Event,
+                 inference_slots, clock=time.monotonic):
+        self.job, self.engine, self.recorder, self.settings = job, engine, recorder, settings
+        self.stopped, self.slots, self.clock = stopped, inference_slots, clock
+        self.failures = settings.CAMERA_MAX_FAILURES if job.failed else 0
+        self.dead = job.failed
+        self.tracker = FaceTracker(settings.TRACK_REEMBED_S)
+        self.gate = MotionGate(settings.MOTION_THRESHOLD, settings.MOTION_MAX_SKIP_S)
+        self.counts = [0, 0, 0, 0]  # frames, detector runs, faces detected, faces embedded since the last take
+        self._counts_lock = threading.Lock()
+        name = f"cam-{job.slot_id}-{job.camera_id}"
+        s = settings
+        self.grabber = FrameGrabber(job.url, open_timeout_s=s.CAMERA_OPEN_TIMEOUT_S,
+                                    read_timeout_s=s.CAMERA_READ_TIMEOUT_S, on_event=self._on_source_event,
+                                    next_delay=self._backoff, name=name + "-read",
+                                    check=lambda u: check_camera_url(u, s.CAMERA_ALLOWED_NETWORKS, s.CAMERA_FILE_ROOT))
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+
+    def start(self) -> None:
+        self.grabber.start()
+        self._thread.start()
+
+    def join(self, timeout: float) -> None:
+        end = time.monotonic() + timeout
+        self._thread.join(max(0.0, end - time.monotonic()))
+        self.grabber.stop()
+        self.grabber.join(max(0.0, end - time.monotonic()))
+
+    def take_counts(self) -> tuple[int, int, int, int]:
+        with self._counts_lock:
+            counts, self.counts = tuple(self.counts), [0, 0, 0, 0]
+        return counts
+
+    def _backoff(self) -> float:
+        s = self.settings
+        delay = min(s.CAMERA_RETRY_MAX_S, s.CAMERA_RETRY_BASE_S * 2 ** max(0, self.failures - 1))
+        return delay * random.uniform(0.8, 1.2)
+
+    def _on_source_event(self, kind: str, error: str | None) -> None:
+        job = self.job
+        if kind == "failed":
+            self.failures += 1
+            metrics.CAMERA_FAILURES.inc()
+            newly_dead = not self.dead and self.failures >= self.settings.CAMERA_MAX_FAILURES
+            if newly_dead:
+                self.dead = True
+                log.warning("camera %s of slot %s is dead after %d failures: %s",
+                            job.camera_id, job.slot_id, self.failures, error)
+            elif not self.dead:
+                log.info("camera %s of slot %s: %s (failure %d, retrying)", job.camera_id, job.slot_id, error,
+                         self.failures)
+            self.recorder.camera_state(job.camera_id, "failed" if self.dead else None, self.failures, error,
+                                       "camera_failed" if newly_dead else None)
+        elif kind == "frame":
+            recovered = self.dead
+            self.failures, self.dead = 0, False
+            if recovered:
+                log.info("camera %s of slot %s recovered", job.camera_id, job.slot_id)
+            self.recorder.camera_state(job.camera_id, "active", 0, None, "camera_recovered" if recovered else None)
+
+    def _loop(self) -> None:
+        stop, job = self.stopped, self.job
+        seq, next_due = 0, 0.0
+        try:
+            while not stop.is_set():
+                wait = next_due - time.monotonic()
+                if wait > 0:
+                    stop.wait(wait)
+                    continue
+                frame, seq = self.grabber.newest(seq, timeout=1.0)
+                if frame is None:
+                    continue
+                next_due = time.monotonic() + job.frame_interval_s
+                try:
+                    self.process(frame)
+                except store.LeaseLost:
+                    return  # the recorder has set `stopped`
+                except ServiceUnavailable as exc:
+                    log.warning("camera %s of slot %s paused: %s", job.camera_id, job.slot_id, exc.message)
+                    stop.wait(2.0)
+                except Exception:  # noqa: BLE001 - a bad frame must not end the camera
+                    log.exception("camera %s of slot %s: frame failed", job.camera_id, job.slot_id)
+                    stop.wait(1.0)
+                finally:
+                    del frame
+        finally:
+            self.grabber.stop()
+
+    def process(self, frame: np.ndarray) -> None:
+        """One frame: detect (unless the picture is unchanged), track, embed what needs it, decide, record."""
+        now = self.clock()
+        detect = self.gate.needs_detection(frame, now)
+        self._count(frames=1, runs=int(detect))
+        metrics.CAMERA_FRAMES.inc()
+        if not detect:
+            metrics.CAMERA_DETECTIONS_SKIPPED.inc()
+            return
+        model = self.engine.model()
+        with self.slots:
+            boxes, kps = self.engine.detect(model, frame)
+        # Aligned crops of every face (a warp each: cheap next to detection): their thumbnails tell the
+        # tracker when the face in a box has changed; the ones to embed go to the recogniser.
+        aligned = align(frame, kps)
+        signatures = [face_signature(c) for c in aligned]
+        tracks, to_embed = self.tracker.update(boxes[:, :4], now, signatures)
+        self._count(detected=len(boxes), embedded=len(to_embed))
+        metrics.CAMERA_FACES.labels("detected").inc(len(boxes))
+        metrics.CAMERA_FACES.labels("embedded").inc(len(to_embed))
+        if not to_embed:
+            return
+        with self.slots:
+            embeddings = model.embed([aligned[i] for i in to_embed])
+        del aligned
+        embedded = [tracks[i] for i in to_embed]
+        views = [observe(tracks[i], emb, face_weight(boxes[i, 4], boxes[i]), frame=frame, bbox=boxes[i, :4],
+                         now=now, signature=signatures[i])
+                 for i, emb in zip(to_embed, embeddings, strict=True)]
+        job = self.job
+        sightings = decide(
+            embedded, views,
+            identify=lambda vectors: self.engine.identify(model, vectors, threshold=job.threshold,
+                                                          roster=job.roster, max_age_s=1.0),
+            similarity_to=lambda vectors, sid: self.engine.similarity_to(model, vectors, sid))
+        for seen in sightings:
+            self.recorder.sighting(job.camera_id, seen)
+
+    def _count(self, frames: int = 0, runs: int = 0, detected: int = 0, embedded: int = 0) -> None:
+        with self._counts_lock:
+            for i, n in enumerate((frames, runs, detected, embedded)):
+                self.counts[i] += n

@@ -1,0 +1,121 @@
+"""Writes what a session's cameras see (sightings, camera states, counters) to PostgreSQL, fenced by the lease."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import psycopg2
+
+from . import metrics
+from . import sessions as store
+from .errors import ServiceUnavailable
+from .evidence import remove_files, save_evidence
+from .privacy import log_ref
+from .track_decision import Sighting
+
+log = logging.getLogger(__name__)
+
+_RAISE_EPS = 0.01  # a later sighting is written only when it beats the recorded best by this much
+
+
+class SessionRecorder:
+    """One running session's writes. A lost lease, or a session that just failed, sets `stopped`.
+
+    Camera states that cannot be written (database down) are kept and written by the next flush, so no
+    camera_failed / camera_recovered event is lost.
+    """
+
+    def __init__(self, *, db, runner_id: str, spec: store.SessionSpec, evidence_dir, evidence_max_side: int,
+                 stopped: threading.Event):
+        self._db, self._runner_id, self.spec = db, runner_id, spec
+        self._evidence_dir, self._evidence_max_side = evidence_dir, evidence_max_side
+        self.stopped = stopped
+        self._lock = threading.Lock()
+        self._pending: dict[int, tuple] = {}  # camera states not yet written
+
+    def lease_lost(self) -> None:
+        if not self.stopped.is_set():
+            log.info("session of slot %s is no longer owned here; stopping its cameras", self.spec.slot_id)
+        self.stopped.set()
+
+    def sighting(self, camera_id: int, seen: Sighting) -> None:
+        """Record the first sighting of a student (with evidence) or raise their best similarity."""
+        student_id, similarity = seen.student_id, seen.similarity
+        with self._lock:
+            best = self.spec.seen.get(student_id)
+            if best is not None and similarity <= best + _RAISE_EPS:
+                return
+            self.spec.seen[student_id] = similarity if best is None else max(best, similarity)
+        first = best is None
+        root = self._evidence_dir
+        evidence = save_evidence(root, seen.frame, seen.bbox, frame_max_side=self._evidence_max_side) if first else None
+        if first and evidence is None:
+            metrics.EVIDENCE_SKIPPED.inc()
+        try:
+            with self._db.get_db_conn() as conn:
+                created = store.record_recognition(conn, self._runner_id, self.spec.session_id,
+                                                   student_id=student_id, name=seen.name, camera_id=camera_id,
+                                                   similarity=similarity, track_similarity=seen.track_similarity,
+                                                   evidence=evidence)
+        except (store.LeaseLost, ServiceUnavailable, psycopg2.Error) as exc:
+            with self._lock:  # not recorded: the next sighting tries again
+                if first:
+                    self.spec.seen.pop(student_id, None)
+                else:
+                    self.spec.seen[student_id] = best
+            if evidence:
+                remove_files(root, [evidence[1:]])
+            if isinstance(exc, store.LeaseLost):
+                self.lease_lost()
+            raise
+        if evidence and not created:
+            remove_files(root, [evidence[1:]])
+        if created:
+            metrics.SESSION_RECOGNITIONS.inc()
+            log.info("slot %s: %s recognised on camera %s (%.3f, track %.3f)", self.spec.slot_id,
+                     log_ref(student_id), camera_id, similarity, seen.track_similarity)
+
+    def camera_state(self, camera_id: int, status: str | None, failures: int, error: str | None,
+                     event: str | None) -> None:
+        """Write a camera's state now, or keep it for the next flush when the database is unavailable."""
+        with self._lock:
+            previous = self._pending.get(camera_id)
+            if previous is not None and previous[3] and not event:
+                event = previous[3]  # an unwritten camera_failed/recovered event must not be lost
+            if status is None:
+                status = previous[0] if previous is not None else None
+            self._pending[camera_id] = (status, failures, error, event)
+        self.flush_cameras()
+
+    def flush_cameras(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        try:
+            for camera_id, (status, failures, error, event) in list(pending.items()):
+                with self._db.get_db_conn() as conn:
+                    ended = store.set_camera_status(conn, self._runner_id, self.spec.session_id, camera_id,
+                                                    status, failures=failures, error=error, event=event)
+                del pending[camera_id]
+                if ended == "failed":
+                    log.warning("session of slot %s failed: all cameras failed", self.spec.slot_id)
+                    self.stopped.set()
+                    return
+        except store.LeaseLost:
+            self.lease_lost()
+        except (ServiceUnavailable, psycopg2.Error) as exc:
+            log.warning("camera state of slot %s not written yet: %s", self.spec.slot_id, exc)
+            with self._lock:
+                for camera_id, item in pending.items():
+                    self._pending.setdefault(camera_id, item)
+
+    def add_counts(self, counts: dict[int, tuple[int, int, int, int]]) -> None:
+        """Add (frames, detector runs, faces detected, faces embedded) per camera to the stored counters."""
+        counts = {cid: c for cid, c in counts.items() if any(c)}
+        if not counts:
+            return
+        try:
+            with self._db.get_db_conn() as conn:
+                store.add_camera_stats(conn, self._runner_id, self.spec.session_id, counts)
+        except store.LeaseLost:
+            self.lease_lost()
