@@ -21,9 +21,9 @@ sys.path.insert(0, str(ROOT / "python"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from recognition_service.config import load_settings  # noqa: E402
+from recognition_service.engine import analyse  # noqa: E402
 from recognition_service.images import decode_image  # noqa: E402
 from recognition_service.model import load_face_model  # noqa: E402
-from recognition_service.engine import analyse  # noqa: E402
 from shared import FACES, MODEL_PACK  # noqa: E402
 
 BREAKS = {

@@ -9,7 +9,7 @@ if TYPE_CHECKING:
 
     from .config import Settings
 
-__version__ = "0.5.0"
+__version__ = "0.6.0"
 
 
 def create_app(settings: Settings | None = None, *, warm_up: bool = False) -> Flask:
