@@ -65,7 +65,7 @@ def queue(gunicorn_servers, tmp_path):
     camera.stop()
 
 
-def test_everyone_in_a_queue_at_the_same_spot_is_recognised_once(queue):
+def test_everyone_in_a_queue_at_the_same_spot_is_recognised_once_and_a_roster_leaves_others_out(queue):
     server, camera, people, named = queue
     stranger = people[8][0]
     expected = {n for n in named.values() if n}
@@ -90,6 +90,14 @@ def test_everyone_in_a_queue_at_the_same_spot_is_recognised_once(queue):
         faces = requests.post(f"{server.url}/api/v1/recognize", files={"image": ("e.jpg", crop)},
                               timeout=60).json()["faces"]
         assert item["student_id"] in {f["student_id"] for f in faces}, item
+    requests.post(f"{server.url}/api/v1/sessions/501/stop", timeout=10)
+    # a roster leaves out enrolled students who are not on it, however well they are seen
+    roster = sorted(expected)[:4]
+    start(server.url, 504, [(1, camera.url)], frame_interval_ms=100, student_ids=roster)
+    wait_for(lambda: {r["student_id"] for r in get(server.url, 504)["recognized_students"]} >= set(roster), 45,
+             "everyone on the roster", interval=1.0)
+    time.sleep(15)  # the whole queue passes again
+    assert sorted(r["student_id"] for r in get(server.url, 504)["recognized_students"]) == roster
 
 
 def _evidence_names(url: str, slot: int, item: dict) -> set:
