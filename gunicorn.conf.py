@@ -11,7 +11,7 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(_HERE, "python"))
 
 from recognition_service.config import load_settings  # noqa: E402
-from recognition_service.logging_setup import dict_config  # noqa: E402
+from recognition_service.serving.logging_setup import dict_config  # noqa: E402
 
 _settings = load_settings()
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from recognition_service import api_keys, preflight  # noqa: E402
+from recognition_service.security import api_keys
+from recognition_service.serving import preflight  # noqa: E402
 
 PROG = "manage_api_keys"
 

@@ -37,8 +37,8 @@ def _remove_metrics_dir() -> None:
 
 atexit.register(_remove_metrics_dir)
 
-from recognition_service import preflight  # noqa: E402
-from recognition_service.malloc_tuning import tune_malloc  # noqa: E402
+from recognition_service.serving import preflight  # noqa: E402
+from recognition_service.serving.malloc_tuning import tune_malloc  # noqa: E402
 
 PROG = "start_production"
 

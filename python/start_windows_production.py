@@ -19,8 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "python"))
 
-from recognition_service import preflight  # noqa: E402
-from recognition_service.malloc_tuning import tune_malloc  # noqa: E402
+from recognition_service.serving import preflight  # noqa: E402
+from recognition_service.serving.malloc_tuning import tune_malloc  # noqa: E402
 
 PROG = "start_windows_production"
 log = logging.getLogger("recognition_service.waitress")

@@ -31,11 +31,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "python"), str(ROOT / "tests")]
 
 from recognition_service.config import load_settings  # noqa: E402
-from recognition_service.engine import analyse  # noqa: E402
-from recognition_service.gallery import Gallery  # noqa: E402
-from recognition_service.images import decode_image  # noqa: E402
-from recognition_service.model import load_face_model  # noqa: E402
-from recognition_service.thresholds import in_force  # noqa: E402
+from recognition_service.recognition.engine import analyse  # noqa: E402
+from recognition_service.recognition.gallery import Gallery  # noqa: E402
+from recognition_service.recognition.images import decode_image  # noqa: E402
+from recognition_service.recognition.model import load_face_model  # noqa: E402
+from recognition_service.recognition.thresholds import in_force  # noqa: E402
 from servers import Server, free_port  # noqa: E402
 from shared import FACES, IDENTITIES, MODEL_PACK  # noqa: E402
 

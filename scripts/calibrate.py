@@ -22,15 +22,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "python"))
 
-from recognition_service import calibration, preflight  # noqa: E402
-from recognition_service.thresholds import default_for  # noqa: E402
+from recognition_service.recognition import calibration  # noqa: E402
+from recognition_service.recognition.thresholds import default_for  # noqa: E402
+from recognition_service.serving import preflight  # noqa: E402
 
 PROG = "calibrate"
 
 
 def pick_fingerprint(conn, settings, wanted: str | None) -> tuple[str, str]:
     """(fingerprint, recogniser name): --fingerprint, else the configured model's, else the most enrolled one."""
-    from recognition_service.model import recognizer_fingerprint, resolve_model_pack
+    from recognition_service.recognition.model import recognizer_fingerprint, resolve_model_pack
 
     if wanted:
         return wanted, "given"

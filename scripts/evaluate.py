@@ -11,9 +11,9 @@ margin). Writes report.json and plot.png (ROC, and error rates against the thres
 from __future__ import annotations
 
 import argparse
-import os
 import itertools
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -25,15 +25,15 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "python"))
 
-from recognition_service import accuracy  # noqa: E402
 from recognition_service.config import load_settings  # noqa: E402
 from recognition_service.errors import ApiError  # noqa: E402
-from recognition_service.gallery import Gallery  # noqa: E402
-from recognition_service.images import decode_image  # noqa: E402
-from recognition_service.model import load_face_model  # noqa: E402
-from recognition_service.engine import analyse  # noqa: E402
-from recognition_service.quality import enrolment_face  # noqa: E402
-from recognition_service.thresholds import in_force  # noqa: E402
+from recognition_service.recognition import accuracy  # noqa: E402
+from recognition_service.recognition.engine import analyse  # noqa: E402
+from recognition_service.recognition.gallery import Gallery  # noqa: E402
+from recognition_service.recognition.images import decode_image  # noqa: E402
+from recognition_service.recognition.model import load_face_model  # noqa: E402
+from recognition_service.recognition.quality import enrolment_face  # noqa: E402
+from recognition_service.recognition.thresholds import in_force  # noqa: E402
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 FARS = (1e-2, 1e-3, 1e-4)

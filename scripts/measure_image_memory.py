@@ -21,9 +21,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "python"), str(ROOT / "tests")]
 
 from recognition_service.config import load_settings  # noqa: E402
-from recognition_service.engine import analyse_bytes  # noqa: E402
 from recognition_service.errors import ApiError  # noqa: E402
-from recognition_service.model import load_face_model  # noqa: E402
+from recognition_service.recognition.engine import analyse_bytes  # noqa: E402
+from recognition_service.recognition.model import load_face_model  # noqa: E402
 from shared import MODEL_PACK, sample  # noqa: E402
 
 

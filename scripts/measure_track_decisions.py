@@ -26,13 +26,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "python"))
 
 from recognition_service.config import load_settings  # noqa: E402
-from recognition_service.engine import Identity, analyse  # noqa: E402
-from recognition_service.gallery import Gallery  # noqa: E402
-from recognition_service.images import decode_image  # noqa: E402
-from recognition_service.model import load_face_model  # noqa: E402
-from recognition_service.thresholds import in_force  # noqa: E402
-from recognition_service.track_decision import decide, face_weight, observe  # noqa: E402
-from recognition_service.tracking import Track  # noqa: E402
+from recognition_service.recognition.engine import Identity, analyse  # noqa: E402
+from recognition_service.recognition.gallery import Gallery  # noqa: E402
+from recognition_service.recognition.images import decode_image  # noqa: E402
+from recognition_service.recognition.model import load_face_model  # noqa: E402
+from recognition_service.recognition.thresholds import in_force  # noqa: E402
+from recognition_service.sessions.track_decision import decide, face_weight, observe  # noqa: E402
+from recognition_service.sessions.tracking import Track  # noqa: E402
 
 SIZE = (640, 480)
 

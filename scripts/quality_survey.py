@@ -21,9 +21,9 @@ sys.path.insert(0, str(ROOT / "python"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from recognition_service.config import load_settings  # noqa: E402
-from recognition_service.engine import analyse  # noqa: E402
-from recognition_service.images import decode_image  # noqa: E402
-from recognition_service.model import load_face_model  # noqa: E402
+from recognition_service.recognition.engine import analyse  # noqa: E402
+from recognition_service.recognition.images import decode_image  # noqa: E402
+from recognition_service.recognition.model import load_face_model  # noqa: E402
 from shared import FACES, MODEL_PACK  # noqa: E402
 
 BREAKS = {
@@ -42,7 +42,7 @@ def photos(limit: int) -> list[Path]:
 
 
 def scores(model, settings, bgr: np.ndarray) -> dict | None:
-    from recognition_service.images import DecodedImage
+    from recognition_service.recognition.images import DecodedImage
 
     image = DecodedImage(bgr=bgr, width=bgr.shape[1], height=bgr.shape[0], scale=1.0, format="raw")
     faces = analyse(model, image, settings.DET_SIZE, with_quality=True)

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
 from shared import FACES
 
 BBT = FACES / "group" / "enroll_bbt"

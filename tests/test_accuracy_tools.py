@@ -12,8 +12,8 @@ from math import comb
 import numpy as np
 import psycopg2
 import pytest
-from recognition_service import accuracy
-from recognition_service.calibration import load_enrolled
+from recognition_service.recognition import accuracy
+from recognition_service.recognition.calibration import load_enrolled
 from shared import IDENTITIES, MODEL_PACK, REPO_ROOT
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -52,7 +52,7 @@ def test_tar_and_eer_on_known_distributions():
 
 
 def test_calibration_with_too_few_pairs_never_lowers_the_threshold():
-    from recognition_service.calibration import Enrolled, calibrate
+    from recognition_service.recognition.calibration import Enrolled, calibrate
 
     rng = np.random.default_rng(3)
     vectors = rng.normal(size=(4, 64)).astype(np.float32)
@@ -173,8 +173,8 @@ def test_the_default_threshold_is_the_models_measured_one_unless_configured(make
 
 
 def test_each_shared_recogniser_has_a_measured_default():
-    from recognition_service.model import recognizer_fingerprint
-    from recognition_service.thresholds import default_for
+    from recognition_service.recognition.model import recognizer_fingerprint
+    from recognition_service.recognition.thresholds import default_for
 
     expected = {"buffalo_s_int8": 0.35, "det_2.5g_mbf_int8": 0.35, "mobilefacenet_128d": 0.45}
     for pack, threshold in expected.items():

@@ -8,7 +8,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from recognition_service.cameras import capture_options, open_capture
+from recognition_service.sessions.cameras import capture_options, open_capture
 from streams import MjpegCamera, RtspCamera, build_video
 
 
@@ -107,8 +107,8 @@ def test_site_options_are_kept_but_cannot_loosen_the_safe_ones():
 
 
 def test_a_fifo_is_not_a_camera_and_never_blocks_a_reader(tmp_path):
-    from recognition_service.cameras import FrameGrabber
-    from recognition_service.egress import RefusedAddress, check_camera_url
+    from recognition_service.security.egress import RefusedAddress, check_camera_url
+    from recognition_service.sessions.cameras import FrameGrabber
 
     fifo = tmp_path / "camera.mp4"
     os.mkfifo(fifo)

@@ -9,7 +9,7 @@ import threading
 import cv2
 import numpy as np
 import pytest
-from recognition_service.camera_worker import CameraJob, CameraWorker
+from recognition_service.sessions.camera_worker import CameraJob, CameraWorker
 from session_helpers import CAST
 from shared import IDENTITIES
 from streams import BBT, face_at, still_frames

@@ -1,7 +1,7 @@
 import numpy as np
 import onnx
 import onnxruntime as ort
-from recognition_service.dequantize import dequantize_integer_ops
+from recognition_service.recognition.dequantize import dequantize_integer_ops
 from shared import MODEL_PACK
 
 

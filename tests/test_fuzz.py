@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 from recognition_service.errors import ApiError
-from recognition_service.images import decode_image
+from recognition_service.recognition.images import decode_image
 from shared import sample
 
 REAL_JPEG = sample("obama.jpg")

@@ -1,8 +1,8 @@
 import numpy as np
 import psycopg2
 import pytest
-from recognition_service.gallery import Gallery
-from recognition_service.migrate import apply_migrations
+from recognition_service.recognition.gallery import Gallery
+from recognition_service.storage.migrate import apply_migrations
 
 DIM = 8
 FP = "test-model"

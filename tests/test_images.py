@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from recognition_service.errors import ImageTooLarge, InvalidImage
-from recognition_service.images import decode_image
+from recognition_service.recognition.images import decode_image
 from shared import sample
 
 

@@ -3,8 +3,8 @@ import io
 import cv2
 import numpy as np
 from PIL import Image
-from recognition_service.engine import detect_faces
-from recognition_service.images import decode_image
+from recognition_service.recognition.engine import detect_faces
+from recognition_service.recognition.images import decode_image
 from shared import sample
 from test_students_api import enrol
 

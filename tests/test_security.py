@@ -163,7 +163,7 @@ def test_session_urls_reaching_refused_addresses_are_422(make_app, tmp_path):
     "0.0.0.0", "0.1.2.3", "[::]", "[::1]",
 ])
 def test_addresses_hidden_inside_ipv6_forms_are_judged_by_their_ipv4(host):
-    from recognition_service.egress import RefusedAddress, check_callback_url, check_camera_url
+    from recognition_service.security.egress import RefusedAddress, check_callback_url, check_camera_url
 
     with pytest.raises(RefusedAddress):
         check_camera_url(f"rtsp://{host}:8554/cam", None, None)
@@ -172,7 +172,7 @@ def test_addresses_hidden_inside_ipv6_forms_are_judged_by_their_ipv4(host):
 
 
 def test_embedded_lan_and_public_addresses_stay_allowed():
-    from recognition_service.egress import check_callback_url, check_camera_url
+    from recognition_service.security.egress import check_callback_url, check_camera_url
 
     check_camera_url("rtsp://[::ffff:10.0.0.5]/cam", None, None)       # a LAN camera, written as IPv6
     check_callback_url("http://[::ffff:8.8.8.8]/cb", None)              # a public receiver, written as IPv6

@@ -16,8 +16,17 @@ import pytest
 import requests
 from PIL import Image
 from servers import Server
-from session_helpers import (FAST, cast_in_stills, enrol, get, owner_pid, recognition_events, start, status_events,
-                             wait_for)
+from session_helpers import (
+    FAST,
+    cast_in_stills,
+    enrol,
+    get,
+    owner_pid,
+    recognition_events,
+    start,
+    status_events,
+    wait_for,
+)
 from streams import MjpegCamera, RtspCamera, build_video, free_port
 
 

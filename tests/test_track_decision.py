@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from recognition_service.engine import Identity
-from recognition_service.gallery import Gallery
-from recognition_service.track_decision import SAME_PERSON_MIN, decide, face_weight, observe
-from recognition_service.tracking import SETTLE_AFTER, FaceTracker, face_signature
+from recognition_service.recognition.engine import Identity
+from recognition_service.recognition.gallery import Gallery
+from recognition_service.sessions.track_decision import SAME_PERSON_MIN, decide, face_weight, observe
+from recognition_service.sessions.tracking import SETTLE_AFTER, FaceTracker, face_signature
 
 DIM = 512
 THRESHOLD, MARGIN = 0.35, 0.03

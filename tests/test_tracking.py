@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from recognition_service.tracking import SAME_FACE_MIN, FaceTracker, face_signature
+from recognition_service.sessions.tracking import SAME_FACE_MIN, FaceTracker, face_signature
 
 RNG = np.random.default_rng(7)
 BOX = np.array([[100, 100, 200, 200]], np.float32)

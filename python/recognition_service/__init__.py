@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from flask import Flask
 
-    from .config import Settings
+    from recognition_service.config import Settings
 
 __version__ = "0.6.0"
 
@@ -18,12 +18,12 @@ def create_app(settings: Settings | None = None, *, warm_up: bool = False) -> Fl
     # they know whether Flask and the rest are installed, and must then say so in one line.
     from flask import Flask
 
-    from .auth import init_auth
-    from .config import load_settings
-    from .errors import register_error_handlers
-    from .http_hooks import init_request_hooks
-    from .logging_setup import configure_logging
-    from .state import ServiceState
+    from recognition_service.api.auth import init_auth
+    from recognition_service.api.hooks import init_request_hooks
+    from recognition_service.config import load_settings
+    from recognition_service.errors import register_error_handlers
+    from recognition_service.serving.logging_setup import configure_logging
+    from recognition_service.state import ServiceState
 
     settings = settings or load_settings()
     configure_logging(settings.LOG_LEVEL, settings.LOG_FORMAT)
@@ -44,7 +44,7 @@ def create_app(settings: Settings | None = None, *, warm_up: bool = False) -> Fl
     init_request_hooks(app, settings.REQUEST_TIMEOUT_S)
     init_auth(app, state)
 
-    from .api import docs, health, recognition, sessions, students
+    from recognition_service.api import docs, health, recognition, sessions, students
 
     app.register_blueprint(health.bp)
     app.register_blueprint(docs.bp)

@@ -9,7 +9,6 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-
 # The repository's data/ folder: the default DATA_DIR wherever a script is started from, so the service, the
 # key tool and the scripts always find the same database (a relative DATA_DIR still means the current folder).
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "data"

@@ -9,15 +9,15 @@ from datetime import datetime, timezone
 
 from flask import current_app
 
-from . import metrics
-from .config import Settings
-from .db import Database
-from .embedded_pg import start_embedded_postgres
-from .engine import RecognitionEngine
-from .errors import ServiceUnavailable
-from .gallery import Gallery
-from .migrate import apply_migrations
-from .model import FaceModel, ModelProvider
+from recognition_service import metrics
+from recognition_service.config import Settings
+from recognition_service.errors import ServiceUnavailable
+from recognition_service.recognition.engine import RecognitionEngine
+from recognition_service.recognition.gallery import Gallery
+from recognition_service.recognition.model import FaceModel, ModelProvider
+from recognition_service.storage.db import Database
+from recognition_service.storage.embedded_pg import start_embedded_postgres
+from recognition_service.storage.migrate import apply_migrations
 
 log = logging.getLogger(__name__)
 
@@ -85,12 +85,12 @@ class ServiceState:
     def start_sessions(self) -> None:
         """Run session cameras and the callback sender in this process (server processes only, after fork)."""
         if self.settings.SESSIONS_ENABLED and self.sessions is None:
-            from .supervisor import SessionSupervisor
+            from recognition_service.sessions.supervisor import SessionSupervisor
 
             self.sessions = SessionSupervisor(self)
             self.sessions.start()
         if self.callbacks is None:
-            from .callbacks import CallbackSender
+            from recognition_service.callbacks.sender import CallbackSender
 
             self.callbacks = CallbackSender(self)
             self.callbacks.start()

@@ -8,7 +8,7 @@ from importlib import resources
 import yaml
 from flask import Blueprint, jsonify
 
-from .. import __version__
+from recognition_service import __version__
 
 bp = Blueprint("docs", __name__)
 
@@ -16,7 +16,7 @@ bp = Blueprint("docs", __name__)
 @lru_cache(maxsize=1)
 def openapi_document() -> dict:
     """openapi.yaml of this package, with the service's version and the HTTP server's 414 on every operation."""
-    text = resources.files("recognition_service").joinpath("openapi.yaml").read_text(encoding="utf-8")
+    text = resources.files("recognition_service.api").joinpath("openapi.yaml").read_text(encoding="utf-8")
     document = yaml.safe_load(text)
     document["info"]["version"] = __version__
     for path in document["paths"].values():

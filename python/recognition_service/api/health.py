@@ -8,11 +8,11 @@ from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, jsonify
 
-from .. import __version__, metrics
-from ..errors import ServiceUnavailable
-from ..state import service_state
-from ..students import enrollment_counts
-from ..thresholds import describe
+from recognition_service import __version__, metrics
+from recognition_service.errors import ServiceUnavailable
+from recognition_service.recognition.thresholds import describe
+from recognition_service.state import service_state
+from recognition_service.students.store import enrollment_counts
 
 bp = Blueprint("health", __name__)
 

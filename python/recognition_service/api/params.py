@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import current_app, request
 from pydantic import BaseModel, ValidationError
 
-from ..errors import ApiError, ValidationFailed
+from recognition_service.errors import ApiError, ValidationFailed
 
 IMAGE_FIELD = "image"
 

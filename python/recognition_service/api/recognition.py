@@ -7,10 +7,10 @@ import time
 import numpy as np
 from flask import Blueprint, g, jsonify, request
 
-from .. import metrics
-from ..errors import ApiError
-from ..state import service_state
-from .params import list_param, number_param, uploaded_images
+from recognition_service import metrics
+from recognition_service.api.params import list_param, number_param, uploaded_images
+from recognition_service.errors import ApiError
+from recognition_service.state import service_state
 
 bp = Blueprint("recognition", __name__)
 

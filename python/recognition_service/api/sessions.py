@@ -7,14 +7,14 @@ from urllib.parse import urlsplit
 from flask import Blueprint, jsonify, send_file
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .. import outbox
-from .. import sessions as svc
-from ..egress import check_callback_url, check_camera_url
-from ..errors import NotFound, ValidationFailed
-from ..evidence import resolve
-from ..state import service_state
-from ..students import STUDENT_ID_RE
-from .params import json_body, number_param, param
+from recognition_service.api.params import json_body, number_param, param
+from recognition_service.callbacks import outbox
+from recognition_service.errors import NotFound, ValidationFailed
+from recognition_service.security.egress import check_callback_url, check_camera_url
+from recognition_service.sessions import store as svc
+from recognition_service.sessions.evidence import resolve
+from recognition_service.state import service_state
+from recognition_service.students.store import STUDENT_ID_RE
 
 bp = Blueprint("sessions", __name__)
 

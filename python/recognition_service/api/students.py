@@ -9,14 +9,14 @@ import psycopg2
 from flask import Blueprint, g, jsonify
 from pydantic import BaseModel, Field, field_validator
 
-from .. import quality
-from .. import students as svc
-from ..api_keys import audit
-from ..errors import ApiError, NotFound, ServiceUnavailable, ValidationFailed
-from ..evidence import remove_files
-from ..privacy import erase_student, pseudonym, vacuum_after_erasure
-from ..state import service_state
-from .params import json_body, number_param, param, uploaded_images
+from recognition_service.api.params import json_body, number_param, param, uploaded_images
+from recognition_service.errors import ApiError, NotFound, ServiceUnavailable, ValidationFailed
+from recognition_service.recognition import quality
+from recognition_service.security.api_keys import audit
+from recognition_service.sessions.evidence import remove_files
+from recognition_service.state import service_state
+from recognition_service.students import store as svc
+from recognition_service.students.erasure import erase_student, pseudonym, vacuum_after_erasure
 
 bp = Blueprint("students", __name__)
 log = logging.getLogger(__name__)

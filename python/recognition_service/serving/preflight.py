@@ -55,7 +55,7 @@ def check_dependencies(extra: dict[str, str] | None = None, install: bool = Fals
 
 def load_checked_settings():
     """Validated settings, or PreflightError naming the bad variable."""
-    from .config import ConfigError, load_settings
+    from recognition_service.config import ConfigError, load_settings
 
     try:
         return load_settings()
@@ -65,7 +65,7 @@ def load_checked_settings():
 
 def check_model(settings) -> Path:
     """The model pack folder, checked to hold a detector and a recogniser."""
-    from .model import find_pack_models, resolve_model_pack
+    from recognition_service.recognition.model import find_pack_models, resolve_model_pack
 
     try:
         pack = resolve_model_pack(settings)
@@ -83,8 +83,8 @@ def prepare_database(settings, *, for_serving: bool = True) -> str:
     """
     import psycopg2
 
-    from .embedded_pg import start_embedded_postgres
-    from .migrate import apply_migrations
+    from recognition_service.storage.embedded_pg import start_embedded_postgres
+    from recognition_service.storage.migrate import apply_migrations
 
     url = settings.DATABASE_URL
     where = "DATABASE_URL" if url else f"embedded PostgreSQL in {settings.DATA_DIR.resolve() / 'pgdata'}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from .errors import ServiceUnavailable
+from recognition_service.errors import ServiceUnavailable
 
 
 class RequestTimeout(ServiceUnavailable):

@@ -17,11 +17,11 @@ import threading
 import time
 import uuid
 
-from . import metrics
-from . import sessions as store
-from .evidence import remove_files
-from .privacy import expired_deliveries
-from .session_runner import SessionRun
+from recognition_service import metrics
+from recognition_service.sessions import store
+from recognition_service.sessions.evidence import remove_files
+from recognition_service.sessions.runner import SessionRun
+from recognition_service.students.erasure import expired_deliveries
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import re
 
 import numpy as np
 
-from .errors import ValidationFailed
+from recognition_service.errors import ValidationFailed
 
 STUDENT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")
 

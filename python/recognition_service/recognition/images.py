@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageTooLarge, InvalidImage
+from recognition_service.errors import ImageTooLarge, InvalidImage
 
 ACCEPTED_FORMATS = {"JPEG", "MPO", "PNG", "WEBP", "BMP"}
 # Longer side / shorter side. The detector scales the longer side to DET_SIZE (640): past this ratio the

@@ -5,9 +5,9 @@ from __future__ import annotations
 import threading
 import time
 
-from . import sessions as store
-from .camera_worker import CameraJob, CameraWorker
-from .session_recorder import SessionRecorder
+from recognition_service.sessions import store
+from recognition_service.sessions.camera_worker import CameraJob, CameraWorker
+from recognition_service.sessions.recorder import SessionRecorder
 
 
 class SessionRun:

@@ -18,15 +18,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import metrics
-from . import sessions as store
-from .cameras import FrameGrabber
-from .egress import check_camera_url
-from .engine import align
-from .errors import ServiceUnavailable
-from .motion import MotionGate
-from .track_decision import decide, face_weight, observe
-from .tracking import FaceTracker, face_signature
+from recognition_service import metrics
+from recognition_service.errors import ServiceUnavailable
+from recognition_service.recognition.engine import align
+from recognition_service.security.egress import check_camera_url
+from recognition_service.sessions import store
+from recognition_service.sessions.cameras import FrameGrabber
+from recognition_service.sessions.motion import MotionGate
+from recognition_service.sessions.track_decision import decide, face_weight, observe
+from recognition_service.sessions.tracking import FaceTracker, face_signature
 
 log = logging.getLogger(__name__)
 

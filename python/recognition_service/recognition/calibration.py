@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import accuracy
+from recognition_service.recognition import accuracy
 
 
 @dataclass

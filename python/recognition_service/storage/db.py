@@ -14,7 +14,7 @@ import psycopg2.extensions
 import psycopg2.pool
 from flask import current_app
 
-from .errors import DatabaseBusy, DatabaseUnavailable
+from recognition_service.errors import DatabaseBusy, DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 

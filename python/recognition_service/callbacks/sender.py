@@ -18,8 +18,9 @@ from datetime import UTC, datetime
 
 import requests
 
-from . import metrics, outbox
-from .egress import RefusedAddress, check_callback_url
+from recognition_service import metrics
+from recognition_service.callbacks import outbox
+from recognition_service.security.egress import RefusedAddress, check_callback_url
 
 log = logging.getLogger(__name__)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from flask import Flask, g, request
 
-from . import rate_limit
-from .api_keys import KeyChecker
-from .errors import ApiError
+from recognition_service.errors import ApiError
+from recognition_service.security import rate_limit
+from recognition_service.security.api_keys import KeyChecker
 
 
 class Unauthorized(ApiError):

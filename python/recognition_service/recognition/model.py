@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .dequantize import dequantize_integer_ops
-from .errors import ModelUnavailable
+from recognition_service.errors import ModelUnavailable
+from recognition_service.recognition.dequantize import dequantize_integer_ops
 
 log = logging.getLogger(__name__)
 

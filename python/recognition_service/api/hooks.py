@@ -9,8 +9,8 @@ import uuid
 
 from flask import Flask, Response, g, request
 
-from . import metrics
-from .deadline import Deadline
+from recognition_service import metrics
+from recognition_service.api.deadline import Deadline
 
 log = logging.getLogger("recognition_service.access")
 

@@ -15,7 +15,7 @@ import socket
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .errors import ValidationFailed
+from recognition_service.errors import ValidationFailed
 
 
 class RefusedAddress(ValidationFailed):

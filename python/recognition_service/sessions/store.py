@@ -15,7 +15,7 @@ from datetime import datetime
 import psycopg2.errors
 import psycopg2.extras
 
-from .errors import ApiError
+from recognition_service.errors import ApiError
 
 LIVE = ("starting", "running", "stopping")
 RUNNABLE = ("starting", "running")

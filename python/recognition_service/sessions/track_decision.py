@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from .tracking import Track, View
+from recognition_service.sessions.tracking import Track, View
 
 # An embedding whose similarity to its track's aggregate is below this belongs to someone else (a change of
 # face the appearance check missed): the track starts again from it. Consecutive frames of one person sit

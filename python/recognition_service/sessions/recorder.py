@@ -7,12 +7,12 @@ import threading
 
 import psycopg2
 
-from . import metrics
-from . import sessions as store
-from .errors import ServiceUnavailable
-from .evidence import remove_files, save_evidence
-from .privacy import log_ref
-from .track_decision import Sighting
+from recognition_service import metrics
+from recognition_service.errors import ServiceUnavailable
+from recognition_service.sessions import store
+from recognition_service.sessions.evidence import remove_files, save_evidence
+from recognition_service.sessions.track_decision import Sighting
+from recognition_service.students.erasure import log_ref
 
 log = logging.getLogger(__name__)
 

@@ -43,7 +43,7 @@ class TextFormatter(logging.Formatter):
 
 def dict_config(level: str = "INFO", fmt: str = "json") -> dict:
     """The logging configuration shared by the app, Gunicorn (logconfig_dict) and Waitress."""
-    formatter = "recognition_service.logging_setup." + ("JsonFormatter" if fmt == "json" else "TextFormatter")
+    formatter = "recognition_service.serving.logging_setup." + ("JsonFormatter" if fmt == "json" else "TextFormatter")
     quiet = "WARNING" if logging.getLevelName(level) < logging.WARNING else level
     return {
         "version": 1,

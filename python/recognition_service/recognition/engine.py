@@ -10,12 +10,12 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .gallery import Gallery
-from .images import DecodedImage, decode_image
-from .model import FaceModel
-from .quality import Quality, measure
-from .students import names_for
-from .thresholds import in_force
+from recognition_service.recognition.gallery import Gallery
+from recognition_service.recognition.images import DecodedImage, decode_image
+from recognition_service.recognition.model import FaceModel
+from recognition_service.recognition.quality import Quality, measure
+from recognition_service.recognition.thresholds import in_force
+from recognition_service.students.store import names_for
 
 # insightface's aligner calls a scikit-image method that warns it is deprecated, on every call.
 warnings.filterwarnings("ignore", category=FutureWarning, module=r"insightface\.utils\.face_align")

@@ -1,0 +1,1 @@
+"""Callbacks to the school's backend: the outbox and the sender."""

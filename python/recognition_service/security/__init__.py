@@ -1,0 +1,1 @@
+"""API keys, rate limits and which addresses cameras and callbacks may reach."""

@@ -1,0 +1,1 @@
+"""What the start scripts need: preflight checks, logging, malloc tuning."""

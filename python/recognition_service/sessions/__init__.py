@@ -1,0 +1,1 @@
+"""Recognition sessions: SQL, the supervisor, and each session's cameras, tracks and recorder."""

@@ -1,0 +1,1 @@
+"""Students and their faces: SQL, and erasure."""
