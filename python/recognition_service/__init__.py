@@ -19,9 +19,9 @@ def create_app(settings: Settings | None = None, *, warm_up: bool = False) -> Fl
     from flask import Flask
 
     from recognition_service.api.auth import init_auth
+    from recognition_service.api.errors import register_error_handlers
     from recognition_service.api.hooks import init_request_hooks
     from recognition_service.config import load_settings
-    from recognition_service.errors import register_error_handlers
     from recognition_service.serving.logging_setup import configure_logging
     from recognition_service.state import ServiceState
 

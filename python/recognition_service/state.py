@@ -1,4 +1,4 @@
-"""Per-process service state: settings, database pool, model and galleries, kept on the Flask app."""
+"""Per-process service state: settings, database pool, model, galleries, engine and background loops."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ import logging
 import threading
 import time
 from datetime import datetime, timezone
-
-from flask import current_app
 
 from recognition_service import metrics
 from recognition_service.config import Settings
@@ -107,7 +105,3 @@ class ServiceState:
             self.callbacks.stop(min(timeout, 5.0))
         self.db.close()
 
-
-def service_state() -> ServiceState:
-    """The current app's ServiceState."""
-    return current_app.extensions["recognition"]

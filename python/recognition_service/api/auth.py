@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Flask, g, request
 
+from recognition_service.api.context import get_db
 from recognition_service.errors import ApiError
 from recognition_service.security import rate_limit
 from recognition_service.security.api_keys import KeyChecker
@@ -37,7 +38,7 @@ def init_auth(app: Flask, state) -> None:
         g.actor = "anonymous"
         if not _protected(request.path, state.settings):
             return
-        state.ensure_schema()
+        state.ensure_schema()  # the keys live in the database: its tables first (a flag after the first time)
         key = request.headers.get("X-API-Key")
         guessing = f"failed-key:{request.remote_addr}"
         if key is not None and checker.keys_configured():
@@ -71,7 +72,7 @@ def _refuse_while_blocked(state, bucket: str) -> None:
     limit = state.settings.FAILED_KEY_ATTEMPTS_PER_MINUTE
     if not limit:
         return
-    with state.db.get_db_conn() as conn:
+    with get_db() as conn:
         retry_after = rate_limit.blocked(conn, bucket, limit, 60)
     if retry_after is not None:
         raise _too_many(f"more than {limit} wrong API keys from this address in a minute", retry_after)
@@ -79,7 +80,7 @@ def _refuse_while_blocked(state, bucket: str) -> None:
 
 def _count_failure(state, bucket: str) -> None:
     if state.settings.FAILED_KEY_ATTEMPTS_PER_MINUTE:
-        with state.db.get_db_conn() as conn:
+        with get_db() as conn:
             rate_limit.hit(conn, bucket, state.settings.FAILED_KEY_ATTEMPTS_PER_MINUTE, 60)
 
 
@@ -88,7 +89,7 @@ def _limit(state, bucket: str) -> None:
     limit = state.settings.RATE_LIMIT_PER_MINUTE
     if not limit or not request.path.startswith("/api/"):
         return
-    with state.db.get_db_conn() as conn:
+    with get_db() as conn:
         retry_after = rate_limit.hit(conn, bucket, limit, 60)
     if retry_after is not None:
         raise _too_many(f"more than {limit} requests per minute", retry_after)

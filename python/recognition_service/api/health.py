@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 from flask import Blueprint, Response, jsonify
 
 from recognition_service import __version__, metrics
+from recognition_service.api.context import get_db, service_state
 from recognition_service.errors import ServiceUnavailable
 from recognition_service.recognition.thresholds import describe
-from recognition_service.state import service_state
 from recognition_service.students.store import enrollment_counts
 
 bp = Blueprint("health", __name__)
@@ -29,8 +29,7 @@ def _check() -> tuple[dict, list[str]]:
     if model is not None:
         body["recognition"] = {**describe(state.settings, model.info), "margin": state.settings.MATCH_MARGIN}
     try:
-        state.ensure_schema()
-        with state.db.get_db_conn() as conn:
+        with get_db() as conn:
             body["enrollments"] = enrollment_counts(conn, model.info.fingerprint if model else None)
         body["database"] = "ok"
     except ServiceUnavailable as exc:

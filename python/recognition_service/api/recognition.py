@@ -8,9 +8,9 @@ import numpy as np
 from flask import Blueprint, g, jsonify, request
 
 from recognition_service import metrics
+from recognition_service.api.context import service_state
 from recognition_service.api.params import list_param, number_param, uploaded_images
 from recognition_service.errors import ApiError
-from recognition_service.state import service_state
 
 bp = Blueprint("recognition", __name__)
 

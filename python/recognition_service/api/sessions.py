@@ -7,13 +7,13 @@ from urllib.parse import urlsplit
 from flask import Blueprint, jsonify, send_file
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from recognition_service.api.context import get_db, service_state
 from recognition_service.api.params import json_body, number_param, param
 from recognition_service.callbacks import outbox
-from recognition_service.errors import NotFound, ValidationFailed
+from recognition_service.errors import ApiError, NotFound, ValidationFailed
 from recognition_service.security.egress import check_callback_url, check_camera_url
-from recognition_service.sessions import store as svc
+from recognition_service.sessions import store
 from recognition_service.sessions.evidence import resolve
-from recognition_service.state import service_state
 from recognition_service.students.store import STUDENT_ID_RE
 
 bp = Blueprint("sessions", __name__)
@@ -91,16 +91,18 @@ def start_session():
     for i, camera in enumerate(body.cameras):
         camera.url = check_camera_url(camera.url, settings.CAMERA_ALLOWED_NETWORKS, settings.CAMERA_FILE_ROOT,
                                       field=f"cameras.{i}.url")
-    state.ensure_schema()
-    with state.db.get_db_conn() as conn:
-        svc.create_session(conn, slot_id=body.slot_id, cameras=[c.model_dump() for c in body.cameras],
-                           callback_url=body.callback_url, student_ids=body.student_ids, threshold=body.threshold,
-                           mode=body.mode, callback_type=body.callback_type,
-                           frame_interval_ms=body.frame_interval_ms if body.frame_interval_ms is not None
-                           else settings.FRAME_INTERVAL_MS)
+    try:
+        with get_db() as conn:
+            store.create_session(conn, slot_id=body.slot_id, cameras=[c.model_dump() for c in body.cameras],
+                                 callback_url=body.callback_url, student_ids=body.student_ids,
+                                 threshold=body.threshold, mode=body.mode, callback_type=body.callback_type,
+                                 frame_interval_ms=body.frame_interval_ms if body.frame_interval_ms is not None
+                                 else settings.FRAME_INTERVAL_MS)
+    except store.SessionExists as exc:
+        raise ApiError(str(exc), code="session_exists", status=409, details={"field": "slot_id"}) from None
     state.wake_sessions()
-    with state.db.get_db_conn() as conn:
-        session = svc.get_session(conn, body.slot_id)
+    with get_db() as conn:
+        session = store.get_session(conn, body.slot_id)
     return jsonify(session), 201
 
 
@@ -112,15 +114,13 @@ def list_sessions():
                                details={"field": "status"})
     limit = number_param("limit", 100, 1, 1000, int)
     offset = number_param("offset", 0, 0, 10**9, int)
-    state = service_state()
-    state.ensure_schema()
-    with state.db.get_db_conn() as conn:
-        items, total = svc.list_sessions(conn, status=status, limit=limit, offset=offset)
+    with get_db() as conn:
+        items, total = store.list_sessions(conn, status=status, limit=limit, offset=offset)
     return jsonify({"sessions": items, "total": total, "limit": limit, "offset": offset})
 
 
 def _session_or_404(conn, slot_id: int) -> dict:
-    session = svc.get_session(conn, slot_id)
+    session = store.get_session(conn, slot_id)
     if session is None:
         raise NotFound(f"no session for slot {slot_id}", code="session_not_found")
     return session
@@ -128,9 +128,7 @@ def _session_or_404(conn, slot_id: int) -> dict:
 
 @bp.get("/sessions/<int:slot_id>")
 def get_session(slot_id: int):
-    state = service_state()
-    state.ensure_schema()
-    with state.db.get_db_conn() as conn:
+    with get_db() as conn:
         return jsonify(_session_or_404(conn, slot_id))
 
 
@@ -138,12 +136,11 @@ def get_session(slot_id: int):
 def stop_session(slot_id: int):
     """Stop the slot's session wherever its cameras run: the owner sees it within SESSION_POLL_S."""
     state = service_state()
-    state.ensure_schema()
-    with state.db.get_db_conn() as conn:
+    with get_db() as conn:
         _session_or_404(conn, slot_id)
-        svc.stop_session(conn, slot_id)
+        store.stop_session(conn, slot_id)
     state.wake_sessions()
-    with state.db.get_db_conn() as conn:
+    with get_db() as conn:
         return jsonify(_session_or_404(conn, slot_id))
 
 
@@ -153,9 +150,8 @@ def get_evidence(slot_id: int, evidence_id: str):
     if kind not in ("face", "frame"):
         raise ValidationFailed("kind must be face or frame", details={"field": "kind"})
     state = service_state()
-    state.ensure_schema()
-    with state.db.get_db_conn() as conn:
-        paths = svc.evidence_paths(conn, slot_id, evidence_id)
+    with get_db() as conn:
+        paths = store.evidence_paths(conn, slot_id, evidence_id)
     path = resolve(state.settings.evidence_dir, paths[0 if kind == "face" else 1]) if paths else None
     if path is None:
         raise NotFound("no such evidence for this slot (it may have expired)", code="evidence_not_found")
@@ -171,9 +167,7 @@ def list_events(slot_id: int):
     if status is not None and status not in ("pending", "delivered", "dead"):
         raise ValidationFailed("status must be pending, delivered or dead", details={"field": "status"})
     limit = number_param("limit", 100, 1, 1000, int)
-    state = service_state()
-    state.ensure_schema()
-    with state.db.get_db_conn() as conn:
+    with get_db() as conn:
         _session_or_404(conn, slot_id)
         items = outbox.list_deliveries(conn, slot_id, status, limit)
     return jsonify({"slot_id": slot_id, "events": items})
@@ -183,8 +177,7 @@ def list_events(slot_id: int):
 def redeliver(slot_id: int):
     """Send the slot's dead letters again, with their original event_id."""
     state = service_state()
-    state.ensure_schema()
-    with state.db.get_db_conn() as conn:
+    with get_db() as conn:
         _session_or_404(conn, slot_id)
         count = outbox.redeliver_dead(conn, slot_id)
     if state.callbacks is not None:

@@ -9,13 +9,13 @@ import psycopg2
 from flask import Blueprint, g, jsonify
 from pydantic import BaseModel, Field, field_validator
 
+from recognition_service.api.context import get_db, service_state
 from recognition_service.api.params import json_body, number_param, param, uploaded_images
 from recognition_service.errors import ApiError, NotFound, ServiceUnavailable, ValidationFailed
 from recognition_service.recognition import quality
 from recognition_service.security.api_keys import audit
 from recognition_service.sessions.evidence import remove_files
-from recognition_service.state import service_state
-from recognition_service.students import store as svc
+from recognition_service.students import store
 from recognition_service.students.erasure import erase_student, pseudonym, vacuum_after_erasure
 
 bp = Blueprint("students", __name__)
@@ -35,22 +35,18 @@ class StudentIn(BaseModel):
 
 @bp.put("/students/<student_id>")
 def put_student(student_id: str):
-    svc.check_student_id(student_id)
+    store.check_student_id(student_id)
     body = json_body(StudentIn)
-    state = service_state()
-    state.ensure_schema()
-    with state.db.get_db_conn() as conn:
-        student, created = svc.upsert_student(conn, student_id, body.name)
+    with get_db() as conn:
+        student, created = store.upsert_student(conn, student_id, body.name)
     return jsonify(student), 201 if created else 200
 
 
 @bp.get("/students/<student_id>")
 def get_student(student_id: str):
-    svc.check_student_id(student_id)
-    state = service_state()
-    state.ensure_schema()
-    with state.db.get_db_conn() as conn:
-        student = svc.get_student(conn, student_id)
+    store.check_student_id(student_id)
+    with get_db() as conn:
+        student = store.get_student(conn, student_id)
     if student is None:
         raise NotFound(f"student {student_id} not found")
     return jsonify(student)
@@ -60,19 +56,16 @@ def get_student(student_id: str):
 def list_students():
     limit = number_param("limit", 100, 1, 1000, int)
     offset = number_param("offset", 0, 0, 10**9, int)
-    state = service_state()
-    state.ensure_schema()
-    with state.db.get_db_conn() as conn:
-        items, total = svc.list_students(conn, limit, offset)
+    with get_db() as conn:
+        items, total = store.list_students(conn, limit, offset)
     return jsonify({"students": items, "total": total, "limit": limit, "offset": offset})
 
 
 @bp.delete("/students/<student_id>")
 def delete_student(student_id: str):
-    svc.check_student_id(student_id)
+    store.check_student_id(student_id)
     state = service_state()
-    state.ensure_schema()
-    with state.db.get_db_conn() as conn:
+    with get_db() as conn:
         existed, files = erase_student(conn, student_id)
         if not existed:
             raise NotFound(f"student {student_id} not found")
@@ -87,7 +80,7 @@ def delete_student(student_id: str):
 
 @bp.post("/students/<student_id>/faces")
 def enrol_faces(student_id: str):
-    svc.check_student_id(student_id)
+    store.check_student_id(student_id)
     state = service_state()
     settings = state.settings
     images = uploaded_images()
@@ -122,12 +115,11 @@ def enrol_faces(student_id: str):
         status = statuses.pop() if len(statuses) == 1 else 422
         raise ApiError("no photo was enrolled", code=code, status=status, details={"rejected": rejected})
 
-    state.ensure_schema()
     enrolled = []
-    with state.db.get_db_conn() as conn:
-        svc.ensure_student(conn, student_id, name)
+    with get_db() as conn:
+        store.ensure_student(conn, student_id, name)
         for face, sha in accepted:
-            face_id, _ = svc.add_face(conn, student_id, fingerprint=model.info.fingerprint,
+            face_id, _ = store.add_face(conn, student_id, fingerprint=model.info.fingerprint,
                                       embedding=face.embedding, det_score=face.det_score,
                                       bbox=face.bbox, image_sha256=sha)
             enrolled.append({"face_id": face_id, "det_score": face.det_score, "bbox": face.bbox,
@@ -138,11 +130,9 @@ def enrol_faces(student_id: str):
 
 @bp.delete("/students/<student_id>/faces/<int:face_id>")
 def delete_face(student_id: str, face_id: int):
-    svc.check_student_id(student_id)
-    state = service_state()
-    state.ensure_schema()
-    with state.db.get_db_conn() as conn:
-        if not svc.delete_face(conn, student_id, face_id):
+    store.check_student_id(student_id)
+    with get_db() as conn:
+        if not store.delete_face(conn, student_id, face_id):
             raise NotFound(f"face {face_id} of student {student_id} not found")
         audit(conn, g.actor, "face.delete", student_id, {"face_id": face_id})
     return "", 204

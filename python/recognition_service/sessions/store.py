@@ -15,14 +15,16 @@ from datetime import datetime
 import psycopg2.errors
 import psycopg2.extras
 
-from recognition_service.errors import ApiError
-
 LIVE = ("starting", "running", "stopping")
 RUNNABLE = ("starting", "running")
 
 
-class SessionExists(ApiError):
-    status, code = 409, "session_exists"
+class SessionExists(Exception):
+    """A session for this slot is still live (the API answers 409 session_exists)."""
+
+    def __init__(self, slot_id: int):
+        super().__init__(f"a session for slot {slot_id} is already running; stop it first")
+        self.slot_id = slot_id
 
 
 class LeaseLost(Exception):
@@ -90,8 +92,7 @@ def create_session(conn, *, slot_id: int, cameras: list[dict], callback_url: str
                         (slot_id, callback_url, student_ids, threshold, mode, callback_type, frame_interval_ms))
         except psycopg2.errors.UniqueViolation:
             cur.execute("ROLLBACK TO SAVEPOINT create_session")
-            raise SessionExists(f"a session for slot {slot_id} is already running; stop it first",
-                                details={"field": "slot_id"}) from None
+            raise SessionExists(slot_id) from None
         session_id = cur.fetchone()[0]
         psycopg2.extras.execute_values(
             cur, "INSERT INTO session_cameras (session_id, camera_id, url) VALUES %s",

@@ -12,7 +12,6 @@ from typing import Iterator
 import psycopg2
 import psycopg2.extensions
 import psycopg2.pool
-from flask import current_app
 
 from recognition_service.errors import DatabaseBusy, DatabaseUnavailable
 
@@ -160,7 +159,3 @@ def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else exc.__class__.__name__
 
-
-def get_db_conn():
-    """The current app's database connection context manager (commit, rollback, discard-if-broken)."""
-    return current_app.extensions["recognition"].db.get_db_conn()
