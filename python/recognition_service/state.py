@@ -89,8 +89,12 @@ class ServiceState:
             self.sessions.start()
         if self.callbacks is None:
             from recognition_service.callbacks.sender import CallbackSender
+            from recognition_service.callbacks.transport import HttpTransport
 
-            self.callbacks = CallbackSender(self)
+            s = self.settings
+            transport = HttpTransport(s.CALLBACK_CONNECT_TIMEOUT_S, s.CALLBACK_READ_TIMEOUT_S)
+            self.callbacks = CallbackSender(db=self.db, settings=s, post=transport.post,
+                                            ensure_schema=self.ensure_schema)
             self.callbacks.start()
 
     def wake_sessions(self) -> None:

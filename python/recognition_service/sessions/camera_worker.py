@@ -11,7 +11,6 @@ the inference slots); it holds no reference to the session or the supervisor abo
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import numpy as np
 from recognition_service import metrics
 from recognition_service.errors import ServiceUnavailable
 from recognition_service.recognition.engine import align
+from recognition_service.retry import Backoff
 from recognition_service.security.egress import check_camera_url
 from recognition_service.sessions import store
 from recognition_service.sessions.cameras import FrameGrabber
@@ -53,6 +53,7 @@ class CameraWorker:
         self.stopped, self.slots, self.clock = stopped, inference_slots, clock
         self.failures = settings.CAMERA_MAX_FAILURES if job.failed else 0
         self.dead = job.failed
+        self.backoff = Backoff(settings.CAMERA_RETRY_BASE_S, settings.CAMERA_RETRY_MAX_S)
         self.tracker = FaceTracker(settings.TRACK_REEMBED_S)
         self.gate = MotionGate(settings.MOTION_THRESHOLD, settings.MOTION_MAX_SKIP_S)
         self.counts = [0, 0, 0, 0]  # frames, detector runs, faces detected, faces embedded since the last take
@@ -81,9 +82,7 @@ class CameraWorker:
         return counts
 
     def _backoff(self) -> float:
-        s = self.settings
-        delay = min(s.CAMERA_RETRY_MAX_S, s.CAMERA_RETRY_BASE_S * 2 ** max(0, self.failures - 1))
-        return delay * random.uniform(0.8, 1.2)
+        return self.backoff.delay(self.failures)
 
     def _on_source_event(self, kind: str, error: str | None) -> None:
         job = self.job

@@ -21,7 +21,6 @@ from recognition_service import metrics
 from recognition_service.sessions import store
 from recognition_service.sessions.evidence import remove_files
 from recognition_service.sessions.runner import SessionRun
-from recognition_service.students.erasure import expired_deliveries
 
 log = logging.getLogger(__name__)
 
@@ -99,12 +98,25 @@ class SessionSupervisor:
             self._wake.clear()
 
     def _tick(self) -> None:
-        s = self.settings
+        """One round of the duties, each a small function: drop, renew, flush, claim, sweep."""
         self.state.ensure_schema()
+        self._drop_ended()
+        fewest = self._renew_and_heartbeat()
+        self._flush()
+        self._claim_if_least_loaded(fewest)
+        metrics.SESSIONS_OWNED.set(len(self.handles))
+        self._sweep_evidence()
+
+    def _drop_ended(self) -> None:
+        """Forget sessions whose cameras stopped here (lease lost, all cameras failed)."""
         for sid in [sid for sid, h in self.handles.items() if h.stopped.is_set()]:
             self.handles.pop(sid).join(0.1)
-        now = time.monotonic()
-        owned = list(self.handles)
+
+    def _renew_and_heartbeat(self) -> int:
+        """Renew the leases held (every third of the lease), stop what is no longer ours, say we are alive.
+
+        Returns the session count of the least loaded live runner."""
+        s, now, owned = self.settings, time.monotonic(), list(self.handles)
         with self.state.db.get_db_conn() as conn:
             if now - self._last_renew >= s.SESSION_LEASE_S / 3:
                 alive = store.renew_leases(conn, self.runner_id, owned, s.SESSION_LEASE_S)
@@ -113,17 +125,18 @@ class SessionSupervisor:
                 alive = store.still_owned(conn, self.runner_id, owned)
             for sid in set(owned) - alive:
                 self.handles.pop(sid).lost()
-            fewest = store.heartbeat_runner(conn, self.runner_id, self.host, self.pid, len(self.handles),
-                                            s.SESSION_LEASE_S)
+            return store.heartbeat_runner(conn, self.runner_id, self.host, self.pid, len(self.handles),
+                                          s.SESSION_LEASE_S)
+
+    def _flush(self) -> None:
+        """Camera states kept while the database was down, and frame counters."""
         for handle in list(self.handles.values()):
             handle.flush()
+
+    def _claim_if_least_loaded(self, fewest: int) -> None:
         held = len(self.handles)
-        if not self._draining.is_set() and held < s.MAX_SESSIONS_PER_WORKER and held <= fewest:
+        if not self._draining.is_set() and held < self.settings.MAX_SESSIONS_PER_WORKER and held <= fewest:
             self._claim_one()
-        metrics.SESSIONS_OWNED.set(len(self.handles))
-        if now - self._last_sweep >= s.EVIDENCE_SWEEP_S:
-            self._last_sweep = now
-            self._sweep_evidence()
 
     def _claim_one(self) -> None:
         with self.state.db.get_db_conn() as conn:
@@ -139,11 +152,12 @@ class SessionSupervisor:
         self._wake.set()  # look again soon: there may be more to take
 
     def _sweep_evidence(self) -> None:
+        """Evidence past EVIDENCE_RETENTION_DAYS goes (every EVIDENCE_SWEEP_S, one process at a time)."""
+        if time.monotonic() - self._last_sweep < self.settings.EVIDENCE_SWEEP_S:
+            return
+        self._last_sweep = time.monotonic()
         with self.state.db.get_db_conn() as conn:
             expired = store.expired_evidence(conn, self.settings.EVIDENCE_RETENTION_DAYS)
-            deliveries = expired_deliveries(conn, self.settings.DELIVERED_RETENTION_DAYS)
-        if deliveries:
-            log.info("retention: %d delivered callback(s) removed", deliveries)
         if expired:
             removed = remove_files(self.settings.evidence_dir, expired)
             log.info("evidence retention: %d item(s) expired, %d file(s) removed", len(expired), removed)

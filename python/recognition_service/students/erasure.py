@@ -1,4 +1,4 @@
-"""Erasure of a student's biometric data and retention of what sessions produced: functions taking a connection."""
+"""Erasure of a student's biometric data, and how logs and the audit trail name students."""
 
 from __future__ import annotations
 
@@ -65,14 +65,3 @@ def vacuum_after_erasure(db) -> None:
         finally:
             conn.autocommit = False
 
-
-def expired_deliveries(conn, retention_days: float) -> int:
-    """Delete delivered callbacks (and their events) older than the retention; return how many."""
-    with conn.cursor() as cur:
-        cur.execute("""DELETE FROM events WHERE delivery_id IN (
-                           SELECT delivery_id FROM deliveries
-                           WHERE status = 'delivered' AND delivered_at < now() - make_interval(secs => %s))""",
-                    (retention_days * 86400,))
-        cur.execute("""DELETE FROM deliveries WHERE status = 'delivered'
-                       AND delivered_at < now() - make_interval(secs => %s)""", (retention_days * 86400,))
-        return cur.rowcount
