@@ -87,6 +87,17 @@ def install_into(py, root: Path = ROOT, extra_requirements: list[Path] | None = 
     _run([py, "-c", f"import {CHECK_IMPORTS}"], "checking the install")
 
 
+def link_project(py, root: Path = ROOT) -> None:
+    """Make the project's packages (python/) importable by the venv's Python, as an editable install does:
+    a .pth file in its site-packages. Scripts and tools then need no sys.path changes."""
+    out = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    pth = Path(out) / "face-recognition-attendance.pth"
+    line = str((root / "python").resolve()) + "\n"
+    if not pth.exists() or pth.read_text() != line:
+        pth.write_text(line)
+
+
 def install(root: Path = ROOT, extra_requirements: list[Path] | None = None) -> None:
     """Create .venv if needed and install into it; the stamp is written only once everything worked."""
     py = venv_python(root)
@@ -94,6 +105,7 @@ def install(root: Path = ROOT, extra_requirements: list[Path] | None = None) -> 
         _run([sys.executable, "-m", "venv", root / ".venv"], "creating the virtual environment in .venv")
     (root / ".venv" / STAMP).unlink(missing_ok=True)
     install_into(py, root, extra_requirements)
+    link_project(py, root)
     (root / ".venv" / STAMP).write_text(requirements_digest(root / "requirements.txt") + "\n")
 
 
@@ -107,7 +119,9 @@ def main(argv=None) -> int:
             install(extra_requirements=[ROOT / "requirements-dev.txt"])
         elif needs_install():
             install()
-    except BootstrapError as exc:
+        else:
+            link_project(venv_python())  # a venv made before the link existed
+    except (BootstrapError, OSError, subprocess.CalledProcessError) as exc:
         print(f"bootstrap: error: {exc}", file=sys.stderr)
         return 2
     if install_only:

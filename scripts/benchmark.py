@@ -26,18 +26,16 @@ from pathlib import Path
 import numpy as np
 import psutil
 import requests
+from devtools.servers import Server, free_port
+from devtools.shared import FACES, IDENTITIES, MODEL_PACK
+from recognition_service.config import load_settings
+from recognition_service.recognition.engine import analyse
+from recognition_service.recognition.gallery import Gallery
+from recognition_service.recognition.images import decode_image
+from recognition_service.recognition.model import load_face_model
+from recognition_service.recognition.thresholds import in_force
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "python"), str(ROOT / "tests")]
-
-from recognition_service.config import load_settings  # noqa: E402
-from recognition_service.recognition.engine import analyse  # noqa: E402
-from recognition_service.recognition.gallery import Gallery  # noqa: E402
-from recognition_service.recognition.images import decode_image  # noqa: E402
-from recognition_service.recognition.model import load_face_model  # noqa: E402
-from recognition_service.recognition.thresholds import in_force  # noqa: E402
-from servers import Server, free_port  # noqa: E402
-from shared import FACES, IDENTITIES, MODEL_PACK  # noqa: E402
 
 CORES = os.cpu_count() or 1
 

@@ -17,14 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "python"))
-
-from recognition_service.recognition import calibration  # noqa: E402
-from recognition_service.recognition.thresholds import default_for  # noqa: E402
-from recognition_service.serving import preflight  # noqa: E402
+from recognition_service.recognition import calibration
+from recognition_service.recognition.thresholds import default_for
+from recognition_service.serving import preflight
 
 PROG = "calibrate"
 

@@ -20,20 +20,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from recognition_service.config import load_settings
+from recognition_service.errors import ApiError
+from recognition_service.recognition import accuracy
+from recognition_service.recognition.engine import analyse
+from recognition_service.recognition.gallery import Gallery
+from recognition_service.recognition.images import decode_image
+from recognition_service.recognition.model import load_face_model
+from recognition_service.recognition.quality import enrolment_face
+from recognition_service.recognition.thresholds import in_force
 from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "python"))
-
-from recognition_service.config import load_settings  # noqa: E402
-from recognition_service.errors import ApiError  # noqa: E402
-from recognition_service.recognition import accuracy  # noqa: E402
-from recognition_service.recognition.engine import analyse  # noqa: E402
-from recognition_service.recognition.gallery import Gallery  # noqa: E402
-from recognition_service.recognition.images import decode_image  # noqa: E402
-from recognition_service.recognition.model import load_face_model  # noqa: E402
-from recognition_service.recognition.quality import enrolment_face  # noqa: E402
-from recognition_service.recognition.thresholds import in_force  # noqa: E402
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 FARS = (1e-2, 1e-3, 1e-4)

@@ -12,19 +12,14 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import sys
 from pathlib import Path
 
+from devtools.shared import MODEL_PACK, sample
 from PIL import Image
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "python"), str(ROOT / "tests")]
-
-from recognition_service.config import load_settings  # noqa: E402
-from recognition_service.errors import ApiError  # noqa: E402
-from recognition_service.recognition.engine import analyse_bytes  # noqa: E402
-from recognition_service.recognition.model import load_face_model  # noqa: E402
-from shared import MODEL_PACK, sample  # noqa: E402
+from recognition_service.config import load_settings
+from recognition_service.errors import ApiError
+from recognition_service.recognition.engine import analyse_bytes
+from recognition_service.recognition.model import load_face_model
 
 
 def _encode(size, mode, fmt, **options) -> bytes:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,12 +17,8 @@ from pathlib import Path
 
 import psutil
 import requests
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-
-from servers import Server  # noqa: E402
-from shared import IDENTITIES, SAMPLES  # noqa: E402
+from devtools.servers import Server
+from devtools.shared import IDENTITIES, SAMPLES
 
 
 def main() -> None:

@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -25,13 +24,9 @@ from pathlib import Path
 
 import cv2
 import requests
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-
-from servers import Server  # noqa: E402
-from shared import IDENTITIES  # noqa: E402
-from streams import BBT, build_video, face_at, still_frames, write_video  # noqa: E402
+from devtools.servers import Server
+from devtools.shared import IDENTITIES
+from devtools.streams import BBT, build_video, face_at, still_frames, write_video
 
 COUNTERS = ("frames", "detector_runs", "faces_detected", "faces_embedded")
 

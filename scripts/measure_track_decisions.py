@@ -15,24 +15,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
+from recognition_service.config import load_settings
+from recognition_service.recognition.engine import Identity, analyse
+from recognition_service.recognition.gallery import Gallery
+from recognition_service.recognition.images import decode_image
+from recognition_service.recognition.model import load_face_model
+from recognition_service.recognition.thresholds import in_force
+from recognition_service.sessions.track_decision import decide, face_weight, observe
+from recognition_service.sessions.tracking import Track
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "python"))
-
-from recognition_service.config import load_settings  # noqa: E402
-from recognition_service.recognition.engine import Identity, analyse  # noqa: E402
-from recognition_service.recognition.gallery import Gallery  # noqa: E402
-from recognition_service.recognition.images import decode_image  # noqa: E402
-from recognition_service.recognition.model import load_face_model  # noqa: E402
-from recognition_service.recognition.thresholds import in_force  # noqa: E402
-from recognition_service.sessions.track_decision import decide, face_weight, observe  # noqa: E402
-from recognition_service.sessions.tracking import Track  # noqa: E402
 
 SIZE = (640, 480)
 

@@ -10,21 +10,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "python"))
-sys.path.insert(0, str(ROOT / "tests"))
-
-from recognition_service.config import load_settings  # noqa: E402
-from recognition_service.recognition.engine import analyse  # noqa: E402
-from recognition_service.recognition.images import decode_image  # noqa: E402
-from recognition_service.recognition.model import load_face_model  # noqa: E402
-from shared import FACES, MODEL_PACK  # noqa: E402
+from devtools.shared import FACES, MODEL_PACK
+from recognition_service.config import load_settings
+from recognition_service.recognition.engine import analyse
+from recognition_service.recognition.images import decode_image
+from recognition_service.recognition.model import load_face_model
 
 BREAKS = {
     "downscaled": lambda im: cv2.resize(im, None, fx=0.2, fy=0.2, interpolation=cv2.INTER_AREA),

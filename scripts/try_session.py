@@ -20,12 +20,8 @@ import time
 from pathlib import Path
 
 import requests
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-
-from receiver import Receiver  # noqa: E402
-from streams import BBT, build_video  # noqa: E402
+from devtools.receiver import Receiver
+from devtools.streams import BBT, build_video
 
 
 def main(argv=None) -> int:

@@ -10,9 +10,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 import pytest
+from devtools.shared import MODEL_PACK  # noqa: E402
 from recognition_service import create_app  # noqa: E402
 from recognition_service.config import load_settings  # noqa: E402
-from shared import MODEL_PACK  # noqa: E402
 
 _counter = itertools.count()
 
@@ -74,7 +74,7 @@ def make_app(database_url, tmp_path):
 @pytest.fixture
 def gunicorn_servers(database_url, tmp_path):
     """Start real Gunicorn services on the test database (`start(**env)`); all are killed afterwards."""
-    from servers import Server
+    from devtools.servers import Server
 
     started: list[Server] = []
 

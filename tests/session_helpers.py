@@ -7,7 +7,7 @@ import time
 import cv2
 import psycopg2
 import requests
-from streams import BBT, still_frames
+from devtools.streams import BBT, still_frames
 
 FAST = {"SESSION_LEASE_S": 4, "SESSION_POLL_S": 0.5, "CAMERA_RETRY_BASE_S": 0.3, "CAMERA_RETRY_MAX_S": 2,
         "CAMERA_OPEN_TIMEOUT_S": 3, "CAMERA_READ_TIMEOUT_S": 3, "LOG_LEVEL": "INFO"}

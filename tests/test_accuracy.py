@@ -2,7 +2,7 @@
 
 import io
 
-from shared import IDENTITIES
+from devtools.shared import IDENTITIES
 
 ENROL_PER_PERSON = 2
 LEAVE_OUT_EVERY = 5  # every 5th person is not enrolled: their photos must come back unrecognised

@@ -12,9 +12,9 @@ from math import comb
 import numpy as np
 import psycopg2
 import pytest
+from devtools.shared import IDENTITIES, MODEL_PACK, REPO_ROOT
 from recognition_service.recognition import accuracy
 from recognition_service.recognition.calibration import load_enrolled
-from shared import IDENTITIES, MODEL_PACK, REPO_ROOT
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
 

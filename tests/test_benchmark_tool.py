@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from shared import REPO_ROOT
+from devtools.shared import REPO_ROOT
 
 
 def test_benchmark_runs_all_parts(tmp_path):

@@ -7,7 +7,7 @@ import sys
 
 import bootstrap
 import pytest
-from shared import REPO_ROOT
+from devtools.shared import REPO_ROOT
 
 
 @pytest.mark.parametrize("version,ok", [((3, 11), True), ((3, 12), True), ((3, 13), False), ((3, 14), False),

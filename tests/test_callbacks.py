@@ -13,9 +13,9 @@ from datetime import datetime
 import psycopg2
 import pytest
 import requests
-from receiver import Receiver
+from devtools.receiver import Receiver
+from devtools.streams import build_video
 from session_helpers import FAST, cast_in_stills, enrol, get, start, wait_for
-from streams import build_video
 
 SECRET = "test-callback-secret"
 QUICK = {**FAST, "CALLBACK_SECRET": SECRET, "CALLBACK_FLUSH_MS": 300, "CALLBACK_POLL_S": 0.2,
@@ -185,7 +185,7 @@ def test_recognition_keeps_its_speed_while_the_receiver_is_down(servers, video, 
     expected = cast_in_stills(server.url)
     photo = (video.parent / "p.jpg")
     import cv2
-    from streams import still_frames
+    from devtools.streams import still_frames
 
     photo.write_bytes(cv2.imencode(".jpg", still_frames()[0])[1].tobytes())
 

@@ -8,8 +8,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from devtools.streams import MjpegCamera, RtspCamera, build_video
 from recognition_service.sessions.cameras import capture_options, open_capture
-from streams import MjpegCamera, RtspCamera, build_video
 
 
 class WebServer:

@@ -9,10 +9,10 @@ import threading
 import cv2
 import numpy as np
 import pytest
+from devtools.shared import IDENTITIES
+from devtools.streams import BBT, face_at, still_frames
 from recognition_service.sessions.camera_worker import CameraJob, CameraWorker
 from session_helpers import CAST
-from shared import IDENTITIES
-from streams import BBT, face_at, still_frames
 
 SIZE = (960, 540)
 LEFT, RIGHT = (200, 150, 340, 310), (620, 150, 760, 310)

@@ -7,8 +7,8 @@ import sys
 
 import psutil
 import pytest
-from servers import Server
-from shared import IDENTITIES, REPO_ROOT
+from devtools.servers import Server
+from devtools.shared import IDENTITIES, REPO_ROOT
 
 TOOL = REPO_ROOT / "test_continuous_recognition.py"
 

@@ -4,10 +4,10 @@ import time
 import numpy as np
 import psycopg2
 import pytest
+from devtools.shared import sample
 from recognition_service.errors import DatabaseUnavailable
 from recognition_service.storage.db import APPLICATION_NAME, Database
 from recognition_service.storage.migrate import apply_migrations
-from shared import sample
 from test_recognize_api import recognize
 from test_students_api import enrol
 

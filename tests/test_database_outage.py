@@ -8,8 +8,8 @@ from pathlib import Path
 import psutil
 import pytest
 import requests
-from servers import Server
-from shared import sample
+from devtools.servers import Server
+from devtools.shared import sample
 
 
 @pytest.fixture
@@ -67,7 +67,7 @@ def test_database_outage_degrades_then_recovers(own_postgres, tmp_path):
 
 
 def test_sessions_survive_a_database_outage_longer_than_their_lease(own_postgres, tmp_path):
-    from streams import build_video
+    from devtools.streams import build_video
 
     url, stop, start = own_postgres
     video = build_video(tmp_path / "classroom.mp4")

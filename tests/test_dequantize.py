@@ -1,8 +1,8 @@
 import numpy as np
 import onnx
 import onnxruntime as ort
+from devtools.shared import MODEL_PACK
 from recognition_service.recognition.dequantize import dequantize_integer_ops
-from shared import MODEL_PACK
 
 
 def test_int8_recogniser_becomes_float_with_nearly_the_same_embeddings():

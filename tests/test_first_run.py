@@ -13,8 +13,8 @@ import time
 import psutil
 import pytest
 import requests
-from servers import SCRIPTS, Server, free_port
-from shared import MODEL_PACK, REPO_ROOT
+from devtools.servers import SCRIPTS, Server, free_port
+from devtools.shared import MODEL_PACK, REPO_ROOT
 
 
 def _postgres_running(pgdata) -> bool:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import io
 
 import numpy as np
+from devtools.shared import sample
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 from recognition_service.errors import ApiError
 from recognition_service.recognition.images import decode_image
-from shared import sample
 
 REAL_JPEG = sample("obama.jpg")
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -7,8 +7,8 @@ import socket
 
 import pytest
 import requests
+from devtools.shared import sample
 from PIL import Image
-from shared import sample
 
 
 def _png(size=(1, 1)) -> bytes:

@@ -4,10 +4,10 @@ import zlib
 
 import numpy as np
 import pytest
+from devtools.shared import sample
 from PIL import Image
 from recognition_service.errors import ImageTooLarge, InvalidImage
 from recognition_service.recognition.images import decode_image
-from shared import sample
 
 
 def decode(data, max_pixels=40_000_000, max_side=1920):

@@ -1,4 +1,4 @@
-from shared import sample
+from devtools.shared import sample
 
 
 def test_service_starts_without_a_model_and_says_why(make_app, tmp_path):
@@ -18,7 +18,7 @@ def test_service_starts_without_a_model_and_says_why(make_app, tmp_path):
 
 
 def test_model_installed_later_is_picked_up(make_app, tmp_path):
-    from shared import MODEL_PACK
+    from devtools.shared import MODEL_PACK
 
     pack = tmp_path / "pack"
     client = make_app(MODEL_DIR=str(pack), MODEL_RETRY_S=0).test_client()

@@ -11,9 +11,9 @@ from pathlib import Path
 import jsonschema_rs
 import psutil
 import pytest
+from devtools.servers import Server
+from devtools.shared import sample
 from recognition_service.api.docs import openapi_document
-from servers import Server
-from shared import sample
 
 DOC = openapi_document()
 SCHEMATHESIS_CONFIG = Path(__file__).with_name("schemathesis.toml")

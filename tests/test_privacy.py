@@ -5,10 +5,10 @@ from __future__ import annotations
 import psycopg2
 import pytest
 import requests
-from receiver import Receiver
-from servers import Server
+from devtools.receiver import Receiver
+from devtools.servers import Server
+from devtools.streams import build_video
 from session_helpers import FAST, enrol, get, start, wait_for
-from streams import build_video
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ import time
 
 import pytest
 import requests
-from servers import free_port
-from shared import REPO_ROOT, sample
+from devtools.servers import free_port
+from devtools.shared import REPO_ROOT, sample
 
 CONF = REPO_ROOT / "deploy" / "nginx" / "recognizer.conf"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from shared import IDENTITIES, sample
+from devtools.shared import IDENTITIES, sample
 
 ORIGINAL = cv2.imdecode(np.frombuffer(sample("obama.jpg"), np.uint8), cv2.IMREAD_COLOR)
 BROKEN = {

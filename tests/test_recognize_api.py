@@ -2,10 +2,10 @@ import io
 
 import cv2
 import numpy as np
+from devtools.shared import sample
 from PIL import Image
 from recognition_service.recognition.engine import detect_faces
 from recognition_service.recognition.images import decode_image
-from shared import sample
 from test_students_api import enrol
 
 

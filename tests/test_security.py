@@ -12,9 +12,9 @@ import time
 import psycopg2
 import pytest
 import requests
-from receiver import Receiver
-from servers import Server
-from shared import REPO_ROOT, sample
+from devtools.receiver import Receiver
+from devtools.servers import Server
+from devtools.shared import REPO_ROOT, sample
 
 MANAGE = [sys.executable, str(REPO_ROOT / "python" / "manage_api_keys.py")]
 

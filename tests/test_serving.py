@@ -8,9 +8,9 @@ import time
 import psutil
 import pytest
 import requests
+from devtools.servers import SCRIPTS, Server
+from devtools.shared import sample
 from prometheus_client.parser import text_string_to_metric_families
-from servers import SCRIPTS, Server
-from shared import sample
 
 
 @pytest.fixture
@@ -118,7 +118,7 @@ def test_request_timeout_answers_503_instead_of_hanging(server_factory):
 def test_bad_configuration_exits_with_one_clear_line(tmp_path, database_url, kind, env, expected):
     import os
 
-    from shared import MODEL_PACK
+    from devtools.shared import MODEL_PACK
 
     full = {**os.environ, "DATABASE_URL": database_url, "MODEL_DIR": str(MODEL_PACK), "DATA_DIR": str(tmp_path),
             **env}

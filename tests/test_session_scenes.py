@@ -13,9 +13,9 @@ import cv2
 import numpy as np
 import pytest
 import requests
+from devtools.shared import IDENTITIES
+from devtools.streams import RtspCamera, face_at, still_frames, write_video
 from session_helpers import FAST, enrol, get, start, wait_for
-from shared import IDENTITIES
-from streams import RtspCamera, face_at, still_frames, write_video
 
 SIZE = (640, 480)
 FACE_BOX = (250, 140, 390, 300)  # where every face of the queue is put (x1, y1, x2, y2)

@@ -14,8 +14,9 @@ import psutil
 import psycopg2
 import pytest
 import requests
+from devtools.servers import Server
+from devtools.streams import MjpegCamera, RtspCamera, build_video, free_port
 from PIL import Image
-from servers import Server
 from session_helpers import (
     FAST,
     cast_in_stills,
@@ -27,7 +28,6 @@ from session_helpers import (
     status_events,
     wait_for,
 )
-from streams import MjpegCamera, RtspCamera, build_video, free_port
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 import io
 
 import psycopg2
-from shared import sample
+from devtools.shared import sample
 
 
 def enrol(client, student_id, *names, **form):

@@ -12,7 +12,7 @@ import shutil
 import subprocess
 
 import pytest
-from shared import REPO_ROOT
+from devtools.shared import REPO_ROOT
 
 WINE = shutil.which("wine")
 pytestmark = pytest.mark.skipif(WINE is None, reason="wine is installed by scripts/setup.sh --dev")

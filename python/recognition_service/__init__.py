@@ -9,7 +9,7 @@ if TYPE_CHECKING:
 
     from recognition_service.config import Settings
 
-__version__ = "0.6.0"
+from recognition_service._version import __version__  # noqa: F401 - re-exported
 
 
 def create_app(settings: Settings | None = None, *, warm_up: bool = False) -> Flask:

@@ -8,7 +8,7 @@ from importlib import resources
 import yaml
 from flask import Blueprint, jsonify
 
-from recognition_service import __version__
+from recognition_service._version import __version__
 
 bp = Blueprint("docs", __name__)
 

@@ -8,7 +8,8 @@ from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, jsonify
 
-from recognition_service import __version__, metrics
+from recognition_service import metrics
+from recognition_service._version import __version__
 from recognition_service.api.context import get_db, service_state
 from recognition_service.errors import ServiceUnavailable
 from recognition_service.recognition.thresholds import describe

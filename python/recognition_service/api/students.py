@@ -13,10 +13,10 @@ from recognition_service.api.context import get_db, service_state
 from recognition_service.api.params import json_body, number_param, param, uploaded_images
 from recognition_service.errors import ApiError, NotFound, ServiceUnavailable, ValidationFailed
 from recognition_service.recognition import quality
-from recognition_service.security.api_keys import audit
+from recognition_service.security.audit import audit, pseudonym
 from recognition_service.sessions.evidence import remove_files
 from recognition_service.students import store
-from recognition_service.students.erasure import erase_student, pseudonym, vacuum_after_erasure
+from recognition_service.students.erasure import erase_student, vacuum_after_erasure
 
 bp = Blueprint("students", __name__)
 log = logging.getLogger(__name__)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import secrets
 import threading
 import time
 from dataclasses import dataclass
+
+from recognition_service.security.audit import audit
 
 KEY_PREFIX = "rk_"
 _CACHE_S = 5.0  # a revocation takes effect within this
@@ -16,13 +17,6 @@ _CACHE_S = 5.0  # a revocation takes effect within this
 
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
-
-
-def audit(conn, actor: str, action: str, target: str | None = None, details: dict | None = None) -> None:
-    """Append to the audit log (in the caller's transaction)."""
-    with conn.cursor() as cur:
-        cur.execute("INSERT INTO audit_log (actor, action, target, details) VALUES (%s, %s, %s, %s)",
-                    (actor, action, target, json.dumps(details) if details else None))
 
 
 def create_key(conn, name: str, actor: str = "cli") -> tuple[int, str]:

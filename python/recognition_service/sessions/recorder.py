@@ -9,10 +9,10 @@ import psycopg2
 
 from recognition_service import metrics
 from recognition_service.errors import ServiceUnavailable
+from recognition_service.security.audit import log_ref
 from recognition_service.sessions import store
 from recognition_service.sessions.evidence import remove_files, save_evidence
 from recognition_service.sessions.track_decision import Sighting
-from recognition_service.students.erasure import log_ref
 
 log = logging.getLogger(__name__)
 

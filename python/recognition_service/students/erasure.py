@@ -1,24 +1,10 @@
-"""Erasure of a student's biometric data, and how logs and the audit trail name students."""
+"""Erasure of a student's biometric data: functions taking a connection."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
-import os
 
-# Log lines name students by a keyed hash under this process's random key: one student reads the same in a
-# worker's lines (a session can be followed), but no log line ties back to an id once the rows are erased.
-_LOG_KEY = os.urandom(32)
-
-
-def log_ref(student_id: str) -> str:
-    return "student#" + hmac.new(_LOG_KEY, student_id.encode(), hashlib.sha256).hexdigest()[:12]
-
-
-def pseudonym(student_id: str) -> str:
-    """What the audit log keeps of an erased student: sha256 of the id (verifiable, not readable)."""
-    return "sha256:" + hashlib.sha256(student_id.encode()).hexdigest()
+from recognition_service.security.audit import pseudonym
 
 
 def erase_student(conn, student_id: str) -> tuple[bool, list[tuple[str, str]]]:

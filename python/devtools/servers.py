@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 import requests
-from shared import MODEL_PACK, REPO_ROOT
+
+from devtools.shared import MODEL_PACK, REPO_ROOT
 
 SCRIPTS = {"gunicorn": REPO_ROOT / "python" / "start_production.py",
            "waitress": REPO_ROOT / "python" / "start_windows_production.py"}

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from shared import FACES
+
+from devtools.shared import FACES
 
 BBT = FACES / "group" / "enroll_bbt"
 RTSP_SERVER = Path(__file__).with_name("rtsp_server.py")

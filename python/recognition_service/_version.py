@@ -1,0 +1,3 @@
+"""The service version (one place: /health, /openapi.json and the package metadata read it)."""
+
+__version__ = "0.6.0"
