@@ -28,7 +28,6 @@ class ServiceState:
         self.started_at = datetime.now(timezone.utc)
         self._started_monotonic = time.monotonic()
         dsn = settings.DATABASE_URL or start_embedded_postgres(settings.DATA_DIR)
-        self.embedded_database = settings.DATABASE_URL is None
         self.db = Database(dsn, minconn=settings.DB_POOL_MIN, maxconn=settings.DB_POOL_MAX,
                            timeout_s=settings.DB_POOL_TIMEOUT_S, connect_timeout_s=settings.DB_CONNECT_TIMEOUT_S,
                            statement_timeout_ms=settings.DB_STATEMENT_TIMEOUT_MS,
