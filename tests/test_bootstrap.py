@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -47,8 +48,8 @@ def test_a_failed_install_is_redone_on_the_next_run_and_a_finished_one_is_not(tm
 
 
 def test_an_unsupported_python_stops_at_once_with_one_line(tmp_path):
-    code = ("import sys; sys.path.insert(0, %r); import bootstrap; "
-            "bootstrap.SUPPORTED = ((2, 7),); sys.exit(bootstrap.main([]))") % str(REPO_ROOT / "python")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    code = "import sys, bootstrap; bootstrap.SUPPORTED = ((2, 7),); sys.exit(bootstrap.main([]))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "python")})
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1 and "install Python 2.7" in lines[0], done.stderr
