@@ -2,8 +2,8 @@
 """Recommend a recognition threshold from the students enrolled in the service's database, and list odd enrolments.
 
 Reads the enrolled embeddings (DATABASE_URL, or the embedded PostgreSQL under DATA_DIR: the same
-settings as the service), takes every pair of faces of two different students as an impostor pair,
-and recommends the lowest threshold whose false-accept rate on those pairs is at most --target-far.
+settings as the service), takes every pair of faces of two different students as an impostor pair
+(and, from review, each rejected camera face with the students it was close to), and recommends the lowest threshold whose false-accept rate on those pairs is at most --target-far.
 It also lists faces that look like another student (twins, one child enrolled twice) or unlike their
 own student's other faces, and those closer to another student than to their own (probably enrolled
 under the wrong id: fix or delete them, then run this again).
@@ -20,6 +20,7 @@ import sys
 
 from recognition_service.recognition import calibration
 from recognition_service.recognition.thresholds import default_for
+from recognition_service.review.store import reviewed_impostors
 from recognition_service.serving import preflight
 
 PROG = "calibrate"
@@ -40,7 +41,8 @@ def pick_fingerprint(conn, settings, wanted: str | None) -> tuple[str, str]:
 
 def text(result: dict) -> str:
     lines = [f"{result['students']} students, {result['faces']} faces (model {result['fingerprint'][:12]}), "
-             f"{result['impostor_pairs']} impostor pairs, {result['genuine_pairs']} genuine pairs"]
+             f"{result['impostor_pairs']} impostor pairs ({result['reviewed_impostor_pairs']} from rejected review "
+             f"items), {result['genuine_pairs']} genuine pairs"]
     if result.get("recommended_threshold") is None:
         lines.append(f"no recommendation: {result.get('note')}")
     else:
@@ -101,6 +103,7 @@ def main(argv=None) -> int:
     try:
         fingerprint, name = pick_fingerprint(conn, settings, args.fingerprint)
         enrolled = calibration.load_enrolled(conn, fingerprint)
+        reviewed = reviewed_impostors(conn, fingerprint)
     finally:
         conn.close()
     if len(enrolled.face_ids) == 0:
@@ -109,7 +112,8 @@ def main(argv=None) -> int:
     current = (settings.RECOGNITION_THRESHOLD if settings.RECOGNITION_THRESHOLD is not None
                else default_for(fingerprint, name).threshold)
     result = calibration.calibrate(enrolled, target_far=args.target_far, current_threshold=current,
-                                   class_size=args.class_size, max_pairs=args.max_pairs)
+                                   class_size=args.class_size, max_pairs=args.max_pairs,
+                                   reviewed_impostors=reviewed)
     print(json.dumps(result, indent=1) if args.json else text(result))
     return 0
 

@@ -44,13 +44,14 @@ def create_app(settings: Settings | None = None, *, warm_up: bool = False) -> Fl
     init_request_hooks(app, settings.REQUEST_TIMEOUT_S)
     init_auth(app, state)
 
-    from recognition_service.api import docs, health, recognition, sessions, students
+    from recognition_service.api import docs, health, recognition, review, sessions, students
 
     app.register_blueprint(health.bp)
     app.register_blueprint(docs.bp)
     app.register_blueprint(students.bp, url_prefix="/api/v1")
     app.register_blueprint(recognition.bp, url_prefix="/api/v1")
     app.register_blueprint(sessions.bp, url_prefix="/api/v1")
+    app.register_blueprint(review.bp, url_prefix="/api/v1")
     if warm_up:
         state.warm_up()
     return app

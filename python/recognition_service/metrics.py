@@ -39,6 +39,7 @@ CAMERA_FAILURES = Counter("recognizer_camera_failures_total", "Failed camera ope
 SESSION_RECOGNITIONS = Counter("recognizer_session_recognitions_total",
                                "Students recognised for the first time in a session")
 EVIDENCE_SKIPPED = Counter("recognizer_evidence_skipped_total", "Recognitions recorded without evidence (disk full)")
+REVIEW_ITEMS = Counter("recognizer_review_items_total", "Unnamed camera tracks filed for review", ["kind"])
 CALLBACKS = Counter("recognizer_callbacks_total", "Callback delivery attempts by outcome", ["outcome"])
 CALLBACK_LATENCY = Histogram("recognizer_callback_delivery_seconds", "From event to delivered callback",
                              buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86400))

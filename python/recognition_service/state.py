@@ -96,6 +96,11 @@ class ServiceState:
                                             ensure_schema=self.ensure_schema)
             self.callbacks.start()
 
+    def wake_callbacks(self) -> None:
+        """Send new events now rather than at the sender's next poll."""
+        if self.callbacks is not None:
+            self.callbacks.wake()
+
     def wake_sessions(self) -> None:
         if self.sessions is not None:
             self.sessions.wake()

@@ -90,18 +90,24 @@ def face_report(enrolled: Enrolled, threshold: float, chunk: int = 256) -> list[
 
 
 def calibrate(enrolled: Enrolled, *, target_far: float, current_threshold: float, class_size: int = 30,
-              max_pairs: int = 5_000_000, seed: int = 0) -> dict:
-    """A recommended threshold for target_far, what it does to genuine pairs, and the enrolments to check."""
+              max_pairs: int = 5_000_000, seed: int = 0, reviewed_impostors: np.ndarray | None = None) -> dict:
+    """A recommended threshold for target_far, what it does to genuine pairs, and the enrolments to check.
+
+    `reviewed_impostors`: similarities of camera faces a reviewer rejected to the students they were close
+    to (review_items); they join the impostor pairs of enrolled faces."""
     students = np.unique(enrolled.student_ids)
     flagged = face_report(enrolled, current_threshold)
     excluded = {f["face_id"] for f in flagged if "probably_mislabelled" in f["problems"]}
     keep = ~np.isin(enrolled.face_ids, list(excluded))
     genuine, impostor = accuracy.pair_similarities(enrolled.embeddings[keep], enrolled.student_ids[keep],
                                                    max_pairs, seed)
+    reviewed = np.asarray(reviewed_impostors if reviewed_impostors is not None else [], np.float32)
+    impostor = np.concatenate([np.asarray(impostor, np.float32), reviewed])
     result = {
         "fingerprint": enrolled.fingerprint, "students": int(len(students)), "faces": int(len(enrolled.face_ids)),
         "target_far": target_far, "current_threshold": current_threshold,
-        "impostor_pairs": int(len(impostor)), "genuine_pairs": int(len(genuine)),
+        "impostor_pairs": int(len(impostor)), "reviewed_impostor_pairs": int(len(reviewed)),
+        "genuine_pairs": int(len(genuine)),
         "excluded_faces": sorted(excluded), "flagged_faces": flagged,
     }
     if len(impostor) == 0:

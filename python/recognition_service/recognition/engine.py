@@ -208,6 +208,12 @@ class RecognitionEngine:
         return [Identity(m.student_id, names.get(m.student_id, m.student_id) if m.student_id else None,
                          m.similarity, m.reason) for m in matches]
 
+    def candidates(self, model: FaceModel, embedding: np.ndarray, *, roster: list[str] | None = None,
+                   k: int = 3) -> list[dict]:
+        """The k students most like this embedding, best first: what a reviewer chooses from."""
+        return [{"student_id": sid, "similarity": sim}
+                for sid, sim in self._galleries(model).candidates(embedding, k, roster)]
+
     def similarity_to(self, model: FaceModel, embeddings: np.ndarray, student_id: str) -> np.ndarray:
         """Each embedding's similarity to the student's best-matching enrolled face."""
         return self._galleries(model).similarity_to(np.asarray(embeddings, np.float32), student_id)

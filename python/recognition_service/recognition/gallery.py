@@ -214,6 +214,27 @@ class Gallery:
             matrix = np.stack([self._index.reconstruct(int(f)) for f in faces])
         return (probes @ matrix.T).max(axis=1)
 
+    def candidates(self, probe: np.ndarray, k: int = 3, roster: list[str] | None = None) -> list[tuple[str, float]]:
+        """The k students most similar to one probe (each by their best face), best first."""
+        probe = np.ascontiguousarray(probe, np.float32).reshape(1, -1)
+        best: dict[int, float] = {}
+        with self._rw.read():
+            if roster is None:
+                n = len(self._student_of)
+                if n == 0:
+                    return []
+                sims, ids = self._index.search(probe, min(n, 64))  # 64 faces: at least 6 students (<= 10 faces each)
+                pairs = zip(sims[0], ids[0], strict=True)
+            else:
+                face_ids, matrix = self._roster_matrix(roster)
+                pairs = zip((probe @ matrix.T)[0], face_ids, strict=True)
+            for sim, face_id in pairs:
+                sid = self._student_of.get(int(face_id)) if face_id >= 0 else None
+                if sid is not None:
+                    best[sid] = max(best.get(sid, -np.inf), float(sim))
+            top = sorted(best.items(), key=lambda item: -item[1])[:k]
+            return [(self._students[sid], round(sim, 4)) for sid, sim in top]
+
     def _match_all(self, probes, threshold, margin) -> list[Match]:
         n = len(self._student_of)
         if n == 0:

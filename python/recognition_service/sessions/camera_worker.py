@@ -30,6 +30,8 @@ from recognition_service.sessions.tracking import FaceTracker, face_signature
 
 log = logging.getLogger(__name__)
 
+REVIEW_MIN_EMBEDDINGS = 2  # a face embedded once (a passer-by at the edge, a false detection) is not worth a review
+
 
 @dataclass(frozen=True)
 class CameraJob:
@@ -133,6 +135,7 @@ class CameraWorker:
                     del frame
         finally:
             self.grabber.stop()
+            self._file_remaining()
 
     def process(self, frame: np.ndarray) -> None:
         """One frame: detect (unless the picture is unchanged), track, embed what needs it, decide, record."""
@@ -151,6 +154,7 @@ class CameraWorker:
         aligned = align(frame, kps)
         signatures = [face_signature(c) for c in aligned]
         tracks, to_embed = self.tracker.update(boxes[:, :4], now, signatures)
+        self._file_unnamed(model, self.tracker.take_ended())
         self._count(detected=len(boxes), embedded=len(to_embed))
         metrics.CAMERA_FACES.labels("detected").inc(len(boxes))
         metrics.CAMERA_FACES.labels("embedded").inc(len(to_embed))
@@ -171,6 +175,30 @@ class CameraWorker:
             similarity_to=lambda vectors, sid: self.engine.similarity_to(model, vectors, sid))
         for seen in sightings:
             self.recorder.sighting(job.camera_id, seen)
+
+    def _file_unnamed(self, model, tracks) -> None:
+        """Tracks that ended without a name become review items (one per person, grouped by the store)."""
+        job = self.job
+        for track in tracks:
+            if track.student_id is not None or track.count < REVIEW_MIN_EMBEDDINGS or not track.views:
+                continue
+            vector = track.aggregate()
+            who = self.engine.identify(model, vector[None], threshold=job.threshold, roster=job.roster,
+                                       max_age_s=1.0)[0]
+            if who.student_id is not None:
+                continue  # named now (an enrolment during the class): the next sighting records it
+            self.recorder.review(job.camera_id, fingerprint=model.info.fingerprint, embedding=vector,
+                                 weight=track.weight, reason=who.reason or "below_threshold",
+                                 candidates=self.engine.candidates(model, vector, roster=job.roster),
+                                 view=track.views[0])
+
+    def _file_remaining(self) -> None:
+        """The camera stops: its unnamed tracks end now (best effort: the database may be gone)."""
+        try:
+            self._file_unnamed(self.engine.model(), self.tracker.tracks + self.tracker.take_ended())
+        except Exception as exc:  # noqa: BLE001 - stopping; a review item is not an acknowledged event
+            log.info("camera %s of slot %s: unnamed tracks not filed at stop: %s", self.job.camera_id,
+                     self.job.slot_id, exc)
 
     def _count(self, frames: int = 0, runs: int = 0, detected: int = 0, embedded: int = 0) -> None:
         with self._counts_lock:

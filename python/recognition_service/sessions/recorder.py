@@ -9,6 +9,7 @@ import psycopg2
 
 from recognition_service import metrics
 from recognition_service.errors import ServiceUnavailable
+from recognition_service.review import store as review_store
 from recognition_service.security.audit import log_ref
 from recognition_service.sessions import store
 from recognition_service.sessions.evidence import remove_files, save_evidence
@@ -75,6 +76,31 @@ class SessionRecorder:
             metrics.SESSION_RECOGNITIONS.inc()
             log.info("slot %s: %s recognised on camera %s (%.3f, track %.3f)", self.spec.slot_id,
                      log_ref(student_id), camera_id, similarity, seen.track_similarity)
+
+    def review(self, camera_id: int, *, fingerprint: str, embedding, weight: float, reason: str,
+               candidates: list[dict], view) -> None:
+        """File an unnamed track for review (merged into the item of the same person when there is one)."""
+        root = self._evidence_dir
+        evidence = save_evidence(root, view.frame, view.bbox, frame_max_side=self._evidence_max_side)
+        try:
+            with self._db.get_db_conn() as conn:
+                item_id, merged = review_store.add_unnamed(
+                    conn, self._runner_id, self.spec.session_id, camera_id=camera_id, fingerprint=fingerprint,
+                    embedding=embedding, weight=weight, reason=reason, candidates=candidates, evidence=evidence)
+        except store.LeaseLost:
+            if evidence:
+                remove_files(root, [evidence[1:]])
+            self.lease_lost()
+            raise
+        except Exception:
+            if evidence:
+                remove_files(root, [evidence[1:]])
+            raise
+        if merged and evidence:
+            remove_files(root, [evidence[1:]])
+        metrics.REVIEW_ITEMS.labels("merged" if merged else "new").inc()
+        log.info("slot %s: unnamed face on camera %s %s review item %s (%s)", self.spec.slot_id, camera_id,
+                 "joined" if merged else "opened", item_id, reason)
 
     def camera_state(self, camera_id: int, status: str | None, failures: int, error: str | None,
                      event: str | None) -> None:

@@ -123,6 +123,10 @@ def _view(cur, row: dict) -> dict:
         for camera in cameras:
             if camera["status"] != "failed":
                 camera["status"] = "stopped"
+    cur.execute("SELECT count(*) FILTER (WHERE status = 'open') AS open FROM review_items WHERE session_id = %s",
+                (sid,))
+    open_items = cur.fetchone()["open"]
+    seen = {r["student_id"] for r in recognized}
     active = [c["camera_id"] for c in cameras if c["status"] == "active"]
     failed = [c["camera_id"] for c in cameras if c["status"] == "failed"]
     return {
@@ -134,6 +138,9 @@ def _view(cur, row: dict) -> dict:
         "callback_type": row["callback_type"],
         "callback_url": row["callback_url"],
         "student_ids": row["student_ids"],
+        "absent_student_ids": ([s for s in row["student_ids"] if s not in seen]
+                               if row["student_ids"] is not None else None),
+        "open_review_items": open_items,
         "threshold": row["threshold"],
         "frame_interval_ms": row["frame_interval_ms"],
         "started_at": _iso(row["started_at"]),
@@ -279,7 +286,7 @@ def release_leases(conn, runner_id: str) -> int:
         return cur.rowcount
 
 
-def _fence(cur, runner_id: str, session_id: int) -> str:
+def fence(cur, runner_id: str, session_id: int) -> str:
     """Lock the session row for this transaction if this runner owns it; raise LeaseLost otherwise."""
     cur.execute("SELECT status FROM sessions WHERE session_id = %s AND owner = %s AND status IN %s FOR UPDATE",
                 (session_id, runner_id, RUNNABLE))
@@ -297,7 +304,7 @@ def set_camera_status(conn, runner_id: str, session_id: int, camera_id: int, sta
     Returns the session's new status when this change ended it ('failed'), else None.
     """
     with conn.cursor() as cur:
-        session_status = _fence(cur, runner_id, session_id)
+        session_status = fence(cur, runner_id, session_id)
         cur.execute("""UPDATE session_cameras
                        SET status = coalesce(%s, status), failures = %s, last_error = %s, updated_at = now()
                        WHERE session_id = %s AND camera_id = %s""",
@@ -318,7 +325,7 @@ def set_camera_status(conn, runner_id: str, session_id: int, camera_id: int, sta
 def add_camera_stats(conn, runner_id: str, session_id: int, stats: dict[int, tuple[int, int, int, int]]) -> None:
     """Add (frames, detector_runs, faces_detected, faces_embedded) per camera to the stored counters."""
     with conn.cursor() as cur:
-        _fence(cur, runner_id, session_id)
+        fence(cur, runner_id, session_id)
         for camera_id, (frames, runs, detected, embedded) in stats.items():
             cur.execute("""UPDATE session_cameras SET frames = frames + %s, detector_runs = detector_runs + %s,
                                   faces_detected = faces_detected + %s, faces_embedded = faces_embedded + %s
@@ -328,14 +335,14 @@ def add_camera_stats(conn, runner_id: str, session_id: int, stats: dict[int, tup
 
 def record_recognition(conn, runner_id: str, session_id: int, *, student_id: str, name: str, camera_id: int,
                        similarity: float, track_similarity: float, evidence: tuple[str, str, str] | None) -> bool:
-    """Record a sighting: the first one per student creates the recognition (+ event); True if it did.
+    """Record a camera sighting: the first one per student creates the recognition (+ event); True if it did.
 
     `similarity` is the best single frame's, `track_similarity` that of the track's aggregate, which
     named the student. Later sightings only raise best_similarity. `evidence` is (evidence_id, face_path, frame_path);
     it is stored only with a new recognition.
     """
     with conn.cursor() as cur:
-        _fence(cur, runner_id, session_id)
+        fence(cur, runner_id, session_id)
         cur.execute("""UPDATE session_recognitions SET best_similarity = greatest(best_similarity, %s),
                               last_seen_at = now()
                        WHERE session_id = %s AND student_id = %s""", (similarity, session_id, student_id))
@@ -347,15 +354,27 @@ def record_recognition(conn, runner_id: str, session_id: int, *, student_id: str
             cur.execute("""INSERT INTO evidence (evidence_id, session_id, student_id, camera_id, face_path, frame_path)
                            VALUES (%s, %s, %s, %s, %s, %s)""", (evidence[0], session_id, student_id, camera_id,
                                                                  evidence[1], evidence[2]))
-        cur.execute("""INSERT INTO session_recognitions (session_id, student_id, name, camera_id, similarity,
-                                                         best_similarity, evidence_id)
-                       VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING first_seen_at""",
-                    (session_id, student_id, name, camera_id, similarity, similarity, evidence_id))
-        seen_at = cur.fetchone()[0]
-        record_event(cur, session_id, "recognition",
-                     {"student_id": student_id, "name": name, "similarity": round(similarity, 4),
-                      "track_similarity": round(track_similarity, 4), "camera_id": camera_id,
-                      "recognized_at": seen_at.isoformat(), "evidence_id": evidence_id})
+        add_recognition(cur, session_id, student_id=student_id, name=name, camera_id=camera_id,
+                        similarity=similarity, evidence_id=evidence_id, source="camera",
+                        extra={"track_similarity": round(track_similarity, 4)})
+    return True
+
+
+def add_recognition(cur, session_id: int, *, student_id: str, name: str, camera_id: int, similarity: float,
+                    evidence_id, source: str, extra: dict | None = None) -> bool:
+    """Insert a student's recognition and its `recognition` event (in the caller's transaction), unless the
+    session already has one; `source` is camera or review. True if it was created."""
+    cur.execute("""INSERT INTO session_recognitions (session_id, student_id, name, camera_id, similarity,
+                                                     best_similarity, evidence_id)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING first_seen_at""",
+                (session_id, student_id, name, camera_id, similarity, similarity, evidence_id))
+    row = cur.fetchone()
+    if row is None:
+        return False
+    record_event(cur, session_id, "recognition",
+                 {"student_id": student_id, "name": name, "similarity": round(similarity, 4), **(extra or {}),
+                  "camera_id": camera_id, "recognized_at": row[0].isoformat(),
+                  "evidence_id": str(evidence_id) if evidence_id else None, "source": source})
     return True
 
 
@@ -365,6 +384,8 @@ def expired_evidence(conn, retention_days: float) -> list[tuple[str, str]]:
         cur.execute("SELECT pg_try_advisory_xact_lock(%s)", (0x65766964,))
         if not cur.fetchone()[0]:
             return []  # another process is sweeping
+        cur.execute("DELETE FROM review_items WHERE last_seen_at < now() - make_interval(secs => %s)",
+                    (retention_days * 86400,))
         cur.execute("""DELETE FROM evidence WHERE created_at < now() - make_interval(secs => %s)
                        RETURNING face_path, frame_path""", (retention_days * 86400,))
         return cur.fetchall()

@@ -52,10 +52,11 @@ def observe(track: Track, embedding: np.ndarray, weight: float, *, frame: np.nda
     track.count += 1
     track.embedded_at, track.signature = now, signature
     view = View(embedding, weight, frame, bbox)
-    if track.student_id is None and not track.settled:
-        track.views = sorted([*track.views, view], key=lambda v: -v.weight)[:KEEP_VIEWS]
+    if track.student_id is None:  # its best views: evidence for a recognition, or for a review item
+        keep = 1 if track.settled else KEEP_VIEWS  # a settled one (a stranger) keeps its best frame only
+        track.views = sorted([*track.views, view], key=lambda v: -v.weight)[:keep]
     else:
-        track.views = []  # a named or settled track needs no old frames: let them go
+        track.views = []  # a named track needs no old frames: let them go
     return view
 
 

@@ -44,6 +44,10 @@ class Track:
         """The face in this track is someone else now: drop its name and everything seen of it."""
         self.student_id, self.total, self.weight, self.count, self.views = None, None, 0.0, 0, []
 
+    def copy_unnamed(self) -> "Track":
+        """What was seen of this unnamed face, kept apart before the track starts on another face."""
+        return Track(bbox=self.bbox, total=self.total, weight=self.weight, count=self.count, views=self.views)
+
     def aggregate(self) -> np.ndarray:
         """The L2-normalised weighted mean of the track's embeddings."""
         return self.total / max(float(np.linalg.norm(self.total)), 1e-9)
@@ -85,6 +89,11 @@ class FaceTracker:
     def __init__(self, reembed_s: float):
         self.reembed_s = reembed_s
         self.tracks: list[Track] = []
+        self.ended: list[Track] = []  # tracks lost since the last take_ended()
+
+    def take_ended(self) -> list[Track]:
+        ended, self.ended = self.ended, []
+        return ended
 
     def update(self, boxes: np.ndarray, now: float,
                signatures: list[np.ndarray] | None = None) -> tuple[list[Track], list[int]]:
@@ -112,6 +121,8 @@ class FaceTracker:
                 track.missed += 1
             if track.missed <= _MAX_MISSED:
                 survivors.append(track)
+            else:
+                self.ended.append(track)
         out: list[Track] = []
         to_embed: list[int] = []
         for i, box in enumerate(boxes):
@@ -124,6 +135,8 @@ class FaceTracker:
             changed = (signatures is not None and track.signature is not None
                        and float(signatures[i] @ track.signature) < SAME_FACE_MIN)
             if changed:
+                if track.student_id is None and track.count:
+                    self.ended.append(track.copy_unnamed())  # the previous face's track ends here
                 track.forget()  # never carry a name, or embeddings, over to another face
             unnamed = track.student_id is None and not track.settled
             if changed or unnamed or now - track.embedded_at >= self.reembed_s:

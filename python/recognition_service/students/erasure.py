@@ -29,6 +29,14 @@ def erase_student(conn, student_id: str) -> tuple[bool, list[tuple[str, str]]]:
                 cur.execute("UPDATE deliveries SET body = %s WHERE delivery_id = %s", (json.dumps(body), delivery_id))
             else:
                 cur.execute("DELETE FROM deliveries WHERE delivery_id = %s", (delivery_id,))
+        # review items: those confirmed as the student go (their evidence went above), and the student
+        # leaves every other item's candidates and the impostor pairs
+        cur.execute("DELETE FROM review_items WHERE resolved_student_id = %s", (student_id,))
+        cur.execute("""UPDATE review_items SET candidates = (
+                           SELECT coalesce(jsonb_agg(c), '[]'::jsonb) FROM jsonb_array_elements(candidates) c
+                           WHERE c->>'student_id' <> %s)
+                       WHERE candidates @> %s::jsonb""", (student_id, json.dumps([{"student_id": student_id}])))
+        cur.execute("DELETE FROM impostor_pairs WHERE student_id = %s", (student_id,))
         cur.execute("UPDATE audit_log SET target = %s WHERE target = %s", (pseudonym(student_id), student_id))
         cur.execute("""UPDATE sessions SET student_ids = array_remove(student_ids, %s)
                        WHERE %s = ANY(student_ids)""", (student_id, student_id))
@@ -36,7 +44,7 @@ def erase_student(conn, student_id: str) -> tuple[bool, list[tuple[str, str]]]:
 
 
 ERASURE_TABLES = ("students", "faces", "evidence", "session_recognitions", "events", "deliveries", "audit_log",
-                  "sessions")
+                  "sessions", "review_items", "impostor_pairs")
 
 
 def vacuum_after_erasure(db) -> None:
