@@ -3,7 +3,8 @@
 
 Reads the enrolled embeddings (DATABASE_URL, or the embedded PostgreSQL under DATA_DIR: the same
 settings as the service), takes every pair of faces of two different students as an impostor pair
-(and, from review, each rejected camera face with the students it was close to), and recommends the lowest threshold whose false-accept rate on those pairs is at most --target-far.
+(and, from review, each rejected camera face with the students it was close to), and recommends
+the lowest threshold whose false-accept rate on those pairs is at most --target-far.
 It also lists faces that look like another student (twins, one child enrolled twice) or unlike their
 own student's other faces, and those closer to another student than to their own (probably enrolled
 under the wrong id: fix or delete them, then run this again).
