@@ -22,13 +22,16 @@ class MemoryRecorder:
     """The recorder's interface, keeping what the worker reports."""
 
     def __init__(self):
-        self.sightings, self.states = [], []
+        self.sightings, self.states, self.reviews = [], [], []
 
     def sighting(self, camera_id, seen):
         self.sightings.append(seen)
 
     def camera_state(self, *args):
         self.states.append(args)
+
+    def review(self, camera_id, **item):
+        self.reviews.append(item)
 
 
 class Clock:

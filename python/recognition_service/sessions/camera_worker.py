@@ -30,7 +30,9 @@ from recognition_service.sessions.tracking import FaceTracker, face_signature
 
 log = logging.getLogger(__name__)
 
-REVIEW_MIN_EMBEDDINGS = 2  # a face embedded once (a passer-by at the edge, a false detection) is not worth a review
+# An unnamed track is worth a review when its faces weigh at least this (track_decision.face_weight: detection
+# score x size up to 112 px): one clear face is enough, a small or doubtful one must be seen a few times.
+REVIEW_MIN_WEIGHT = 0.5
 
 
 @dataclass(frozen=True)
@@ -180,7 +182,7 @@ class CameraWorker:
         """Tracks that ended without a name become review items (one per person, grouped by the store)."""
         job = self.job
         for track in tracks:
-            if track.student_id is not None or track.count < REVIEW_MIN_EMBEDDINGS or not track.views:
+            if track.student_id is not None or track.weight < REVIEW_MIN_WEIGHT or not track.views:
                 continue
             vector = track.aggregate()
             who = self.engine.identify(model, vector[None], threshold=job.threshold, roster=job.roster,
