@@ -25,9 +25,11 @@ if [ "${1:-}" = "--dev" ]; then dev="--dev"; fi
 if [ -n "$dev" ]; then
   # The session tests' RTSP camera: GStreamer's RTSP server, driven by Debian's python3 (gi bindings);
   # nginx for the reverse-proxy tests (tests/test_proxy.py runs deploy/nginx/recognizer.conf); Wine's cmd
-  # runs start_recognizer_windows.bat (tests/test_windows_start.py).
+  # runs start_recognizer_windows.bat (tests/test_windows_start.py); chromium and its driver for the
+  # console's browser tests (tests/test_console.py).
   packages="gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp python3-gi python3-gst-1.0 gstreamer1.0-plugins-good
-    gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav nginx-light wine wine64"
+    gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav nginx-light wine wine64
+    chromium chromium-driver"
   # shellcheck disable=SC2086
   if ! dpkg -s $packages >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi

@@ -96,6 +96,7 @@ class Settings(BaseSettings):
     CAMERA_INFERENCE_CONCURRENCY: int = Field(1, ge=1, le=64)  # model runs at once for all cameras of a worker
     # A named, tracked face whose appearance has not changed is embedded again after this (a change of face
     # is caught at once by the tracker's appearance check; this only refreshes the best similarity).
+    CONSOLE_COOKIE_SECURE: bool = False  # True when the console is served over HTTPS (a TLS proxy)
     TRACK_REEMBED_S: float = Field(15.0, ge=0, le=3600)
     # The detector skips a frame whose picture changed by no more than this (grey levels, in the largest
     # cell of a 48x27 grid) since the last detection, unless that detection is MOTION_MAX_SKIP_S old; 0: never skip.

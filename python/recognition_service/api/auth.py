@@ -42,16 +42,16 @@ def init_auth(app: Flask, state) -> None:
         key = request.headers.get("X-API-Key")
         guessing = f"failed-key:{request.remote_addr}"
         if key is not None and checker.keys_configured():
-            _refuse_while_blocked(state, guessing)
+            refuse_while_blocked(state, guessing)
         result = checker.check(key)
         g.actor = result.actor
         if result.status in ("ok", "open"):
-            if result.status == "ok":
-                _limit(state, result.actor)
+            if result.status == "ok" and request.path.startswith("/api/"):
+                limit_actor(state, result.actor)
             return
         if result.status == "missing":
             raise Unauthorized("this service requires an API key in the X-API-Key header")
-        _count_failure(state, guessing)
+        count_failure(state, guessing)
         if result.status == "revoked":
             raise Forbidden("this API key has been revoked")
         raise Unauthorized("unknown API key", code="invalid_api_key")
@@ -67,7 +67,7 @@ def _too_many(message: str, retry_after: float) -> TooManyRequests:
     return error
 
 
-def _refuse_while_blocked(state, bucket: str) -> None:
+def refuse_while_blocked(state, bucket: str) -> None:
     """A client address past FAILED_KEY_ATTEMPTS_PER_MINUTE wrong keys gets 429 without a key lookup."""
     limit = state.settings.FAILED_KEY_ATTEMPTS_PER_MINUTE
     if not limit:
@@ -78,16 +78,16 @@ def _refuse_while_blocked(state, bucket: str) -> None:
         raise _too_many(f"more than {limit} wrong API keys from this address in a minute", retry_after)
 
 
-def _count_failure(state, bucket: str) -> None:
+def count_failure(state, bucket: str) -> None:
     if state.settings.FAILED_KEY_ATTEMPTS_PER_MINUTE:
         with get_db() as conn:
             rate_limit.hit(conn, bucket, state.settings.FAILED_KEY_ATTEMPTS_PER_MINUTE, 60)
 
 
-def _limit(state, bucket: str) -> None:
-    """RATE_LIMIT_PER_MINUTE requests per API key, across every worker and server; 0 turns it off."""
+def limit_actor(state, bucket: str) -> None:
+    """RATE_LIMIT_PER_MINUTE requests per API key (API and console), across every worker and server; 0: off."""
     limit = state.settings.RATE_LIMIT_PER_MINUTE
-    if not limit or not request.path.startswith("/api/"):
+    if not limit:
         return
     with get_db() as conn:
         retry_after = rate_limit.hit(conn, bucket, limit, 60)

@@ -90,7 +90,11 @@ def _evidence_paths(conn, evidence_id: str):
 
 @bp.post("/sessions/<int:slot_id>/review/<item_id>")
 def act_on_review(slot_id: int, item_id: str):
-    body = json_body(ReviewAction)
+    return jsonify(act(slot_id, item_id, json_body(ReviewAction)))
+
+
+def act(slot_id: int, item_id: str, body: ReviewAction) -> dict:
+    """Confirm or reject one item (the API and the console)."""
     with get_db() as conn:
         item = _item_or_404(conn, slot_id, item_id)
     if item["status"] != "open":
@@ -124,4 +128,4 @@ def act_on_review(slot_id: int, item_id: str):
     result["item"].pop("embedding", None)
     result["item"].pop("session_id", None)
     result["item"].pop("model_fingerprint", None)
-    return jsonify(result)
+    return result

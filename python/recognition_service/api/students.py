@@ -63,6 +63,12 @@ def list_students():
 
 @bp.delete("/students/<student_id>")
 def delete_student(student_id: str):
+    erase(student_id)
+    return "", 204
+
+
+def erase(student_id: str) -> None:
+    """Erase a student everywhere (the API and the console); NotFound when there is none."""
     store.check_student_id(student_id)
     state = service_state()
     with get_db() as conn:
@@ -75,19 +81,24 @@ def delete_student(student_id: str):
         vacuum_after_erasure(state.db)
     except (ServiceUnavailable, psycopg2.Error) as exc:  # erased already; autovacuum prunes the rows later
         log.warning("VACUUM after an erasure failed: %s", exc)
-    return "", 204
 
 
 @bp.post("/students/<student_id>/faces")
 def enrol_faces(student_id: str):
     store.check_student_id(student_id)
+    enrolled, rejected = enrol(student_id, uploaded_images(), param("name"))
+    return jsonify({"student_id": student_id, "faces": enrolled, "rejected": rejected}), 201
+
+
+def enrol(student_id: str, images: list[bytes], name: str | None) -> tuple[list[dict], list[dict]]:
+    """Enrol photos through the quality gate (the API and the console): (enrolled faces, rejected photos);
+    an ApiError when none was enrolled."""
+    store.check_student_id(student_id)
     state = service_state()
     settings = state.settings
-    images = uploaded_images()
     if len(images) > settings.MAX_ENROL_IMAGES:
         raise ApiError(f"{len(images)} images in one request; send at most MAX_ENROL_IMAGES="
                        f"{settings.MAX_ENROL_IMAGES} at a time", code="too_many_images", status=422)
-    name = param("name")
     if name is not None and not name.strip():
         raise ValidationFailed("name: must not be blank (leave it out to keep the name)", details={"field": "name"})
     name = name.strip()[:200] if name else None
@@ -125,14 +136,19 @@ def enrol_faces(student_id: str):
             enrolled.append({"face_id": face_id, "det_score": face.det_score, "bbox": face.bbox,
                              "quality": face.quality.to_dict()})
         audit(conn, g.actor, "student.enrol", student_id, {"face_ids": [f["face_id"] for f in enrolled]})
-    return jsonify({"student_id": student_id, "faces": enrolled, "rejected": rejected}), 201
+    return enrolled, rejected
 
 
 @bp.delete("/students/<student_id>/faces/<int:face_id>")
 def delete_face(student_id: str, face_id: int):
+    remove_face(student_id, face_id)
+    return "", 204
+
+
+def remove_face(student_id: str, face_id: int) -> None:
+    """Delete one enrolled face (the API and the console); NotFound when there is none."""
     store.check_student_id(student_id)
     with get_db() as conn:
         if not store.delete_face(conn, student_id, face_id):
             raise NotFound(f"face {face_id} of student {student_id} not found")
         audit(conn, g.actor, "face.delete", student_id, {"face_id": face_id})
-    return "", 204

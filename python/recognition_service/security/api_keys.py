@@ -75,6 +75,19 @@ class KeyChecker:
         self._any_db_keys = (time.monotonic() + _CACHE_S, value)
         return value
 
+    def check_signed_in(self, actor: str, digest: str | None) -> bool:
+        """Is a console sign-in (the actor and, for a database key, its sha256) still valid? Revocation ends it."""
+        if actor.startswith("env-key:"):
+            return actor[len("env-key:"):].isdigit() and int(actor[len("env-key:"):]) < len(self._env)
+        if actor == "anonymous":
+            return not self.keys_configured()
+        if not digest:
+            return False
+        with self._db.get_db_conn() as conn, conn.cursor() as cur:
+            cur.execute("SELECT key_id FROM api_keys WHERE key_hash = %s AND revoked_at IS NULL", (digest,))
+            row = cur.fetchone()
+        return row is not None and actor == f"key:{row[0]}"
+
     def check(self, key: str | None) -> KeyCheck:
         if not key:
             return KeyCheck("missing" if self.keys_configured() else "open", "anonymous")

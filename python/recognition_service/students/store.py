@@ -69,6 +69,26 @@ def list_students(conn, limit: int, offset: int) -> tuple[list[dict], int]:
     return [_student_row(r) for r in rows], total
 
 
+def search_students(conn, query: str, limit: int) -> list[dict]:
+    """Students whose id or name contains `query` (case-insensitive), by id."""
+    pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    with conn.cursor() as cur:
+        cur.execute(f"""SELECT {_STUDENT_COLUMNS} FROM students s
+                        WHERE s.student_id ILIKE %s OR s.name ILIKE %s ORDER BY s.student_id LIMIT %s""",
+                    (pattern, pattern, limit))
+        return [_student_row(r) for r in cur.fetchall()]
+
+
+def list_faces(conn, student_id: str) -> list[dict]:
+    """A student's enrolled faces: id, detection score, size, when."""
+    with conn.cursor() as cur:
+        cur.execute("""SELECT face_id, det_score, bbox, model_fingerprint, created_at FROM faces
+                       WHERE student_id = %s ORDER BY face_id""", (student_id,))
+        return [{"face_id": r[0], "det_score": round(float(r[1]), 3),
+                 "size_px": round(min(r[2][2] - r[2][0], r[2][3] - r[2][1])), "fingerprint": r[3][:12],
+                 "created_at": r[4].isoformat(timespec="seconds")} for r in cur.fetchall()]
+
+
 def add_face(conn, student_id: str, *, fingerprint: str, embedding: np.ndarray, det_score: float,
              bbox: list[float], image_sha256: str) -> tuple[int, bool]:
     """Store one embedding; the same photo enrolled twice returns the existing face. Returns (face_id, new)."""
