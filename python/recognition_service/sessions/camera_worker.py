@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 # An unnamed track is worth a review when its faces weigh at least this (track_decision.face_weight: detection
 # score x size up to 112 px): one clear face is enough, a small or doubtful one must be seen a few times.
 REVIEW_MIN_WEIGHT = 0.5
+# A face still unnamed after this long is filed for review while it is there (so a reviewer sees it during
+# the class), not only when it leaves; the store merges every filing of one person into one item.
+REVIEW_AFTER_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -156,7 +159,8 @@ class CameraWorker:
         aligned = align(frame, kps)
         signatures = [face_signature(c) for c in aligned]
         tracks, to_embed = self.tracker.update(boxes[:, :4], now, signatures)
-        self._file_unnamed(model, self.tracker.take_ended())
+        overdue = [t for t in tracks if t.student_id is None and not t.filed and now - t.born >= REVIEW_AFTER_S]
+        self._file_unnamed(model, self.tracker.take_ended() + overdue)
         self._count(detected=len(boxes), embedded=len(to_embed))
         metrics.CAMERA_FACES.labels("detected").inc(len(boxes))
         metrics.CAMERA_FACES.labels("embedded").inc(len(to_embed))
@@ -182,8 +186,9 @@ class CameraWorker:
         """Tracks that ended without a name become review items (one per person, grouped by the store)."""
         job = self.job
         for track in tracks:
-            if track.student_id is not None or track.weight < REVIEW_MIN_WEIGHT or not track.views:
+            if track.student_id is not None or track.filed or track.weight < REVIEW_MIN_WEIGHT or not track.views:
                 continue
+            track.filed = True
             vector = track.aggregate()
             who = self.engine.identify(model, vector[None], threshold=job.threshold, roster=job.roster,
                                        max_age_s=1.0)[0]

@@ -39,14 +39,18 @@ class Track:
     weight: float = 0.0
     count: int = 0
     views: list[View] = field(default_factory=list)  # best few views while unnamed (frames for evidence)
+    born: float = 0.0            # when the current face was first seen in this track
+    filed: bool = False          # filed for review already (unnamed for a while)
 
     def forget(self) -> None:
         """The face in this track is someone else now: drop its name and everything seen of it."""
         self.student_id, self.total, self.weight, self.count, self.views = None, None, 0.0, 0, []
+        self.filed = False
 
     def copy_unnamed(self) -> "Track":
         """What was seen of this unnamed face, kept apart before the track starts on another face."""
-        return Track(bbox=self.bbox, total=self.total, weight=self.weight, count=self.count, views=self.views)
+        return Track(bbox=self.bbox, total=self.total, weight=self.weight, count=self.count, views=self.views,
+                     born=self.born, filed=self.filed)
 
     def aggregate(self) -> np.ndarray:
         """The L2-normalised weighted mean of the track's embeddings."""
@@ -128,7 +132,7 @@ class FaceTracker:
         for i, box in enumerate(boxes):
             track = assigned[i]
             if track is None:
-                track = Track(bbox=box)
+                track = Track(bbox=box, born=now)
                 survivors.append(track)
             track.bbox, track.missed = box, 0
             out.append(track)
@@ -138,6 +142,7 @@ class FaceTracker:
                 if track.student_id is None and track.count:
                     self.ended.append(track.copy_unnamed())  # the previous face's track ends here
                 track.forget()  # never carry a name, or embeddings, over to another face
+                track.born = now
             unnamed = track.student_id is None and not track.settled
             if changed or unnamed or now - track.embedded_at >= self.reembed_s:
                 to_embed.append(i)
