@@ -137,6 +137,9 @@ def test_the_console_signs_in_watches_a_session_reviews_enrols_and_refuses_what_
     browser.find_element(By.XPATH, "//button[text()='Enrol']").click()
     _wait_text(browser, "1 photo(s) enrolled")
     assert _api(url, "GET", "/api/v1/students/new_kid").json()["face_count"] == 2
+    cells = [[td.text for td in row.find_elements(By.TAG_NAME, "td")] for row in
+             browser.find_elements(By.CSS_SELECTOR, "main table tbody tr")]
+    assert len(cells) == 2 and all(float(c[3]) > 10 and float(c[4]) > 0 for c in cells), cells  # quality scores
     _shot(browser, "student")
     first_delete = browser.find_elements(By.CSS_SELECTOR, "form[action*='/faces/'][action$='/delete']")[0]
     first_delete.find_element(By.CSS_SELECTOR, "input[name=confirmed]").click()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import wraps
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, send_file, session, url_for
@@ -173,7 +173,10 @@ def session_page(slot_id: int):
         if found is None:
             abort(404)
         items = review_store.list_items(conn, slot_id, "open") or []
-    return render_template("console/session.html", s=found, review=items, live=True)
+    started = datetime.fromisoformat(found["started_at"])
+    end = datetime.fromisoformat(found["stopped_at"]) if found["stopped_at"] else datetime.now(started.tzinfo)
+    return render_template("console/session.html", s=found, review=items, live=True,
+                           elapsed=max(1.0, (end - started).total_seconds()))
 
 
 @bp.get("/sessions/<int:slot_id>/evidence/<evidence_id>")

@@ -113,7 +113,8 @@ def act(slot_id: int, item_id: str, body: ReviewAction) -> dict:
                     model, face, sha = enrolment
                     face_id, _ = students.add_face(conn, body.student_id, fingerprint=model.info.fingerprint,
                                                    embedding=face.embedding, det_score=face.det_score,
-                                                   bbox=face.bbox, image_sha256=sha)
+                                                   bbox=face.bbox, image_sha256=sha,
+                                                   quality=face.quality.to_dict())
                     result["face_id"] = face_id
                 name = students.names_for(conn, {body.student_id}).get(body.student_id, body.student_id)
                 result["recognition_created"] = store.confirm(conn, item, student_id=body.student_id, name=name,

@@ -132,7 +132,8 @@ def enrol(student_id: str, images: list[bytes], name: str | None) -> tuple[list[
         for face, sha in accepted:
             face_id, _ = store.add_face(conn, student_id, fingerprint=model.info.fingerprint,
                                       embedding=face.embedding, det_score=face.det_score,
-                                      bbox=face.bbox, image_sha256=sha)
+                                      bbox=face.bbox, image_sha256=sha,
+                                      quality=face.quality.to_dict())
             enrolled.append({"face_id": face_id, "det_score": face.det_score, "bbox": face.bbox,
                              "quality": face.quality.to_dict()})
         audit(conn, g.actor, "student.enrol", student_id, {"face_ids": [f["face_id"] for f in enrolled]})

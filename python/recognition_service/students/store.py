@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
@@ -82,23 +83,23 @@ def search_students(conn, query: str, limit: int) -> list[dict]:
 def list_faces(conn, student_id: str) -> list[dict]:
     """A student's enrolled faces: id, detection score, size, when."""
     with conn.cursor() as cur:
-        cur.execute("""SELECT face_id, det_score, bbox, model_fingerprint, created_at FROM faces
+        cur.execute("""SELECT face_id, det_score, bbox, model_fingerprint, created_at, quality FROM faces
                        WHERE student_id = %s ORDER BY face_id""", (student_id,))
         return [{"face_id": r[0], "det_score": round(float(r[1]), 3),
                  "size_px": round(min(r[2][2] - r[2][0], r[2][3] - r[2][1])), "fingerprint": r[3][:12],
-                 "created_at": r[4].isoformat(timespec="seconds")} for r in cur.fetchall()]
+                 "created_at": r[4].isoformat(timespec="seconds"), "quality": r[5] or {}} for r in cur.fetchall()]
 
 
 def add_face(conn, student_id: str, *, fingerprint: str, embedding: np.ndarray, det_score: float,
-             bbox: list[float], image_sha256: str) -> tuple[int, bool]:
+             bbox: list[float], image_sha256: str, quality: dict | None = None) -> tuple[int, bool]:
     """Store one embedding; the same photo enrolled twice returns the existing face. Returns (face_id, new)."""
     with conn.cursor() as cur:
         cur.execute(
-            "INSERT INTO faces (student_id, model_fingerprint, embedding, det_score, bbox, image_sha256) "
-            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (student_id, model_fingerprint, image_sha256) "
+            "INSERT INTO faces (student_id, model_fingerprint, embedding, det_score, bbox, image_sha256, quality) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (student_id, model_fingerprint, image_sha256) "
             "DO NOTHING RETURNING face_id",
             (student_id, fingerprint, np.ascontiguousarray(embedding, np.float32).tobytes(),
-             float(det_score), bbox, image_sha256))
+             float(det_score), bbox, image_sha256, json.dumps(quality) if quality else None))
         row = cur.fetchone()
         if row:
             return row[0], True

@@ -3,3 +3,6 @@ CREATE TABLE console_secret (
     id     int PRIMARY KEY CHECK (id = 1),
     secret bytea NOT NULL
 );
+
+-- What the enrolment gate measured of each face (eye distance, sharpness, brightness, pose), for the console.
+ALTER TABLE faces ADD COLUMN quality jsonb;
