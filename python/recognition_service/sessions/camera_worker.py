@@ -36,6 +36,9 @@ REVIEW_MIN_WEIGHT = 0.5
 # A face still unnamed after this long is filed for review while it is there (so a reviewer sees it during
 # the class), not only when it leaves; the store merges every filing of one person into one item.
 REVIEW_AFTER_S = 10.0
+# The review band: an unnamed face whose closest student is within this of the threshold is a `near_miss`
+# (most likely that student, on a poor enrolment photo or a bad angle), the rest `below_threshold`.
+REVIEW_BAND = 0.1
 
 
 @dataclass(frozen=True)
@@ -194,10 +197,13 @@ class CameraWorker:
                                        max_age_s=1.0)[0]
             if who.student_id is not None:
                 continue  # named now (an enrolment during the class): the next sighting records it
+            candidates = self.engine.candidates(model, vector, roster=job.roster)
+            reason = who.reason or "below_threshold"
+            if (reason == "below_threshold" and candidates
+                    and candidates[0]["similarity"] >= self.engine.threshold(model, job.threshold) - REVIEW_BAND):
+                reason = "near_miss"
             self.recorder.review(job.camera_id, fingerprint=model.info.fingerprint, embedding=vector,
-                                 weight=track.weight, reason=who.reason or "below_threshold",
-                                 candidates=self.engine.candidates(model, vector, roster=job.roster),
-                                 view=track.views[0])
+                                 weight=track.weight, reason=reason, candidates=candidates, view=track.views[0])
 
     def _file_remaining(self) -> None:
         """The camera stops: its unnamed tracks end now (best effort: the database may be gone)."""
