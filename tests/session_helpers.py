@@ -75,3 +75,26 @@ def status_events(database_url: str, slot: int) -> list[dict]:
         cur.execute("""SELECT e.payload FROM events e JOIN sessions s USING (session_id)
                        WHERE s.slot_id = %s AND e.type = 'session_status' ORDER BY e.id""", (slot,))
         return [r[0] for r in cur.fetchall()]
+
+
+def people_shown(url: str, count: int, *, min_photos: int = 3, headers: dict | None = None) -> list[tuple]:
+    """The first `count` identities of ../shared/faces whose first photo holds exactly one face, as
+    (name, photos, that photo decoded, its face box): the first photo is shown to cameras, the others enrolled."""
+    import numpy as np
+    from devtools.shared import IDENTITIES
+
+    found = []
+    for person in sorted(p for p in IDENTITIES.iterdir() if p.is_dir()):
+        photos = sorted(person.iterdir())
+        if len(photos) < min_photos:
+            continue
+        shown = photos[0].read_bytes()
+        r = requests.post(url + "/api/v1/embeddings", files={"image": ("p.jpg", shown)}, headers=headers or {},
+                          timeout=60)
+        faces = r.json().get("faces") or []
+        if len(faces) == 1:
+            found.append((person.name, photos, cv2.imdecode(np.frombuffer(shown, np.uint8), cv2.IMREAD_COLOR),
+                          faces[0]["bbox"]))
+        if len(found) == count:
+            return found
+    raise AssertionError(f"fewer than {count} usable identities in ../shared/faces")

@@ -6,13 +6,12 @@ from __future__ import annotations
 import re
 import shutil
 
-import cv2
 import numpy as np
 import pytest
 import requests
-from devtools.shared import IDENTITIES, REPO_ROOT
-from devtools.streams import face_at, write_video
-from session_helpers import FAST, wait_for
+from devtools.shared import REPO_ROOT
+from devtools.streams import side_by_side, write_video
+from session_helpers import FAST, people_shown, wait_for
 
 KEY = "console-test-key"
 DOCS = REPO_ROOT / "docs"
@@ -43,22 +42,6 @@ def _api(url: str, method: str, path: str, **kwargs):
     return requests.request(method, url + path, headers={"X-API-Key": KEY}, timeout=60, **kwargs)
 
 
-def _people(url: str, count: int):
-    found = []
-    for person in sorted(p for p in IDENTITIES.iterdir() if p.is_dir()):
-        photos = sorted(person.iterdir())
-        if len(photos) < 4:
-            continue
-        shown = photos[0].read_bytes()
-        faces = _api(url, "POST", "/api/v1/embeddings", files={"image": ("p.jpg", shown)}).json().get("faces") or []
-        if len(faces) == 1:
-            found.append((person.name, photos, cv2.imdecode(np.frombuffer(shown, np.uint8), cv2.IMREAD_COLOR),
-                          faces[0]["bbox"]))
-        if len(found) == count:
-            return found
-    raise AssertionError("not enough identities in ../shared/faces")
-
-
 def _shot(driver, name: str) -> None:
     """A screenshot for the README, faces pixelated: no photo of a real person goes into the repository."""
     DOCS.mkdir(exist_ok=True)
@@ -83,13 +66,11 @@ def test_the_console_signs_in_watches_a_session_reviews_enrols_and_refuses_what_
     server = gunicorn_servers(**{**FAST, "WORKERS": 2, "API_KEYS": KEY})
     url = server.url
     (known, known_photos, known_img, known_box), (stranger, stranger_photos, stranger_img, stranger_box) = \
-        _people(url, 2)
+        people_shown(url, 2, min_photos=4, headers={"X-API-Key": KEY})
     r = _api(url, "POST", f"/api/v1/students/{known}/faces",
              files=[("image", (p.name, p.read_bytes())) for p in known_photos[1:3]])
     assert r.status_code == 201, r.text
-    frame = face_at(known_img, known_box, LEFT, SIZE)
-    other = face_at(stranger_img, stranger_box, RIGHT, SIZE)
-    frame[:, SIZE[0] // 2:] = other[:, SIZE[0] // 2:]
+    frame = side_by_side((known_img, known_box), (stranger_img, stranger_box), (LEFT, RIGHT), SIZE)
     empty = np.full_like(frame, 40)
     video = write_video(tmp_path / "console.mp4", [(frame, 30), (empty, 10)])
 

@@ -14,54 +14,29 @@ import subprocess
 import sys
 import time
 
-import cv2
-import numpy as np
 import psycopg2
 import pytest
 import requests
 from devtools.receiver import Receiver
-from devtools.shared import IDENTITIES, MODEL_PACK, REPO_ROOT
-from devtools.streams import face_at, write_video
-from session_helpers import FAST, get, wait_for
+from devtools.shared import MODEL_PACK, REPO_ROOT
+from devtools.streams import side_by_side, write_video
+from session_helpers import FAST, get, people_shown, wait_for
 
 SIZE = (640, 480)
 LEFT, RIGHT = (90, 140, 230, 300), (410, 140, 550, 300)
 
 
-def _face_box(url: str, jpeg: bytes):
-    faces = requests.post(url + "/api/v1/embeddings", files={"image": ("p.jpg", jpeg)}, timeout=60).json()
-    faces = faces.get("faces") or []
-    return faces[0]["bbox"] if len(faces) == 1 else None
-
-
-def _scene(left, right) -> np.ndarray:
-    frame = face_at(left[0], left[1], LEFT, SIZE)
-    other = face_at(right[0], right[1], RIGHT, SIZE)
-    frame[:, SIZE[0] // 2:] = other[:, SIZE[0] // 2:]
-    return frame
-
-
 @pytest.fixture
 def classroom(gunicorn_servers, tmp_path):
     server = gunicorn_servers(**{**FAST, "WORKERS": 2, "CALLBACK_POLL_S": 0.5})
-    people = []
-    for person in sorted(p for p in IDENTITIES.iterdir() if p.is_dir()):
-        photos = sorted(person.iterdir())
-        if len(photos) < 3:
-            continue
-        shown = photos[0].read_bytes()
-        box = _face_box(server.url, shown)
-        if box is not None:
-            people.append((person.name, photos, cv2.imdecode(np.frombuffer(shown, np.uint8), cv2.IMREAD_COLOR), box))
-        if len(people) == 4:
-            break
+    people = people_shown(server.url, 4)
     enrolled, strangers = people[:2], people[2:]
     for name, photos, _, _ in enrolled:
         r = requests.post(f"{server.url}/api/v1/students/{name}/faces",
                           files=[("image", (p.name, p.read_bytes())) for p in photos[1:3]], timeout=60)
         assert r.status_code == 201, r.text
-    a = _scene(enrolled[0][2:], strangers[0][2:])
-    b = _scene(enrolled[1][2:], strangers[1][2:])
+    a = side_by_side(enrolled[0][2:], strangers[0][2:], (LEFT, RIGHT), SIZE)
+    b = side_by_side(enrolled[1][2:], strangers[1][2:], (LEFT, RIGHT), SIZE)
     video = write_video(tmp_path / "review.mp4", [(a, 25), (b, 25)])  # 2.5 s each, looping
     receiver = Receiver()
     yield server, video, enrolled, strangers, receiver

@@ -13,36 +13,19 @@ import cv2
 import numpy as np
 import pytest
 import requests
-from devtools.shared import IDENTITIES
-from devtools.streams import RtspCamera, face_at, still_frames, write_video
-from session_helpers import FAST, enrol, get, start, wait_for
+from devtools.streams import RtspCamera, face_at, side_by_side, still_frames, write_video
+from session_helpers import FAST, enrol, get, people_shown, start, wait_for
 
 SIZE = (640, 480)
 FACE_BOX = (250, 140, 390, 300)  # where every face of the queue is put (x1, y1, x2, y2)
 
 
-def _largest_face(url: str, jpeg: bytes):
-    r = requests.post(url + "/api/v1/embeddings", files={"image": ("p.jpg", jpeg)}, timeout=60)
-    faces = r.json().get("faces") or []
-    return faces[0]["bbox"] if len(faces) == 1 else None
-
-
 @pytest.fixture
 def queue(gunicorn_servers, tmp_path):
     server = gunicorn_servers(**{**FAST, "WORKERS": 1})
-    people, frames = [], []
-    for person in sorted(p for p in IDENTITIES.iterdir() if p.is_dir()):
-        photos = sorted(person.iterdir())
-        if len(photos) < 3:
-            continue
-        shown = photos[0].read_bytes()
-        bbox = _largest_face(server.url, shown)
-        if bbox is None:
-            continue
-        frames.append(face_at(cv2.imdecode(np.frombuffer(shown, np.uint8), cv2.IMREAD_COLOR), bbox, FACE_BOX, SIZE))
-        people.append((person.name, photos[1:3]))
-        if len(people) == 9:
-            break
+    shown = people_shown(server.url, 9)
+    frames = [face_at(image, bbox, FACE_BOX, SIZE) for _, _, image, bbox in shown]
+    people = [(name, photos[1:3]) for name, photos, _, _ in shown]
     # the first eight are enrolled (from other photos than the one shown); the ninth is a stranger
     for name, photos in people[:8]:
         r = requests.post(f"{server.url}/api/v1/students/{name}/faces",
@@ -110,28 +93,16 @@ def _evidence_names(url: str, slot: int, item: dict) -> set:
 def test_two_people_swapping_places_are_both_recognised_never_as_each_other(gunicorn_servers, tmp_path):
     server = gunicorn_servers(**{**FAST, "WORKERS": 1})
     people = []
-    for person in sorted(p for p in IDENTITIES.iterdir() if p.is_dir()):
-        photos = sorted(person.iterdir())
-        shown = photos[0].read_bytes()
-        bbox = _largest_face(server.url, shown) if len(photos) >= 3 else None
-        if bbox is None:
-            continue
-        r = requests.post(f"{server.url}/api/v1/students/{person.name}/faces",
+    for name, photos, image, bbox in people_shown(server.url, 2):
+        r = requests.post(f"{server.url}/api/v1/students/{name}/faces",
                           files=[("image", (p.name, p.read_bytes())) for p in photos[1:3]], timeout=60)
         assert r.status_code == 201, r.text
-        people.append((person.name, cv2.imdecode(np.frombuffer(shown, np.uint8), cv2.IMREAD_COLOR), bbox))
-        if len(people) == 2:
-            break
+        people.append((name, image, bbox))
     (a, a_img, a_box), (b, b_img, b_box) = people
     left, right = (100, 140, 240, 300), (400, 140, 540, 300)
 
-    def scene(first, second):
-        frame = face_at(first[0], first[1], left, SIZE)
-        other = face_at(second[0], second[1], right, SIZE)
-        frame[:, SIZE[0] // 2:] = other[:, SIZE[0] // 2:]
-        return frame
-
-    before, after = scene((a_img, a_box), (b_img, b_box)), scene((b_img, b_box), (a_img, a_box))
+    before = side_by_side((a_img, a_box), (b_img, b_box), (left, right), SIZE)
+    after = side_by_side((b_img, b_box), (a_img, a_box), (left, right), SIZE)
     for frame, names in ((before, [a, b]), (after, [b, a])):  # /recognize names both, in place, in each still
         faces = requests.post(server.url + "/api/v1/recognize", timeout=60,
                               files={"image": ("s.jpg", cv2.imencode(".jpg", frame)[1].tobytes())}).json()["faces"]

@@ -55,6 +55,14 @@ def face_at(image: np.ndarray, bbox, spot, size) -> np.ndarray:
     return cv2.warpAffine(image, matrix, size, borderValue=(40, 40, 40))
 
 
+def side_by_side(left, right, spots, size) -> np.ndarray:
+    """Two people in one frame: (image, face box) each, their faces on spots[0] and spots[1], split mid-frame."""
+    frame = face_at(left[0], left[1], spots[0], size)
+    other = face_at(right[0], right[1], spots[1], size)
+    frame[:, size[0] // 2:] = other[:, size[0] // 2:]
+    return frame
+
+
 def write_video(path: Path, shots: list[tuple[np.ndarray, int]], fps: int = 10, noise: float = 0.0) -> Path:
     """An MP4 of (frame, how many frames) shots; `noise` adds sensor-like grain (sigma, grey levels) per frame."""
     h, w = shots[0][0].shape[:2]
