@@ -52,7 +52,25 @@ def _shot(driver, name: str) -> None:
 
 
 def _text(driver) -> str:
-    return driver.find_element("tag name", "main").text
+    """The page's main text; "" while the page is being replaced (a navigation or a live refresh)."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
+    try:
+        return driver.find_element("tag name", "main").text
+    except (NoSuchElementException, StaleElementReferenceException):
+        return ""
+
+
+def _retry_stale(action, attempts: int = 5):
+    """Run a browser interaction again when a live refresh replaced the elements it held."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    for attempt in range(attempts):
+        try:
+            return action()
+        except StaleElementReferenceException:
+            if attempt == attempts - 1:
+                raise
 
 
 def _wait_text(driver, needle: str, timeout: float = 40):
@@ -101,11 +119,17 @@ def test_the_console_signs_in_watches_a_session_reviews_enrols_and_refuses_what_
     _shot(browser, "session")
 
     # confirm the stranger as a new student, enrolling the face
-    item = browser.find_element(By.CSS_SELECTOR, "ul.review li.card")
-    item.find_element(By.CSS_SELECTOR, "input[name=student_id]").send_keys("new_kid")
-    item.find_element(By.CSS_SELECTOR, "input[name=name]").send_keys("New Kid")
-    item.find_element(By.CSS_SELECTOR, "input[name=enrol]").click()
-    item.find_element(By.XPATH, ".//button[text()='Confirm']").click()
+    def confirm():
+        item = browser.find_element(By.CSS_SELECTOR, "ul.review li.card")
+        field = item.find_element(By.CSS_SELECTOR, "input[name=student_id]")
+        field.click()  # focus in a form: the live refresh leaves the page alone from here on
+        field.clear()
+        field.send_keys("new_kid")
+        item.find_element(By.CSS_SELECTOR, "input[name=name]").send_keys("New Kid")
+        item.find_element(By.CSS_SELECTOR, "input[name=enrol]").click()
+        item.find_element(By.XPATH, ".//button[text()='Confirm']").click()
+
+    _retry_stale(confirm)
     _wait_text(browser, "confirmed as new_kid and enrolled the face")
     assert _api(url, "GET", "/api/v1/students/new_kid").json()["face_count"] == 1
 
