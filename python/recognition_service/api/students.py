@@ -52,6 +52,17 @@ def get_student(student_id: str):
     return jsonify(student)
 
 
+@bp.get("/students/<student_id>/faces")
+def list_faces(student_id: str):
+    """The student's enrolled faces (no embeddings): scores, size, the photo's sha256, when."""
+    store.check_student_id(student_id)
+    with get_db() as conn:
+        if store.get_student(conn, student_id) is None:
+            raise NotFound(f"student {student_id} not found")
+        faces = store.list_faces(conn, student_id)
+    return jsonify({"student_id": student_id, "faces": faces})
+
+
 @bp.get("/students")
 def list_students():
     limit = number_param("limit", 100, 1, 1000, int)

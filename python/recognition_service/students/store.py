@@ -83,11 +83,12 @@ def search_students(conn, query: str, limit: int) -> list[dict]:
 def list_faces(conn, student_id: str) -> list[dict]:
     """A student's enrolled faces: id, detection score, size, when."""
     with conn.cursor() as cur:
-        cur.execute("""SELECT face_id, det_score, bbox, model_fingerprint, created_at, quality FROM faces
+        cur.execute("""SELECT face_id, det_score, bbox, model_fingerprint, created_at, quality, image_sha256 FROM faces
                        WHERE student_id = %s ORDER BY face_id""", (student_id,))
         return [{"face_id": r[0], "det_score": round(float(r[1]), 3),
                  "size_px": round(min(r[2][2] - r[2][0], r[2][3] - r[2][1])), "fingerprint": r[3][:12],
-                 "created_at": r[4].isoformat(timespec="seconds"), "quality": r[5] or {}} for r in cur.fetchall()]
+                 "created_at": r[4].isoformat(timespec="seconds"), "quality": r[5] or {}, "image_sha256": r[6]}
+                for r in cur.fetchall()]
 
 
 def add_face(conn, student_id: str, *, fingerprint: str, embedding: np.ndarray, det_score: float,

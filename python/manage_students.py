@@ -1,0 +1,249 @@
+#!/usr/bin/env python3
+"""Enrol a whole roster through the service's HTTP API: a CSV of students and a folder or zip of photos.
+
+    .venv/bin/python python/manage_students.py import --csv roster.csv --photos photos.zip \\
+        [--url http://127.0.0.1:8000] [--api-key KEY] [--concurrency 2] [--report rejected.csv]
+
+CSV columns: student_id, name, photo (a file name inside the folder or zip; several rows per student or
+several names separated by ';'). Every photo goes through the service's own validation and enrolment
+quality gate, so this works against a remote server too. A second run skips photos already enrolled (by
+their sha256). Bad rows (missing files, invalid ids, one id with two names) are reported, not fatal;
+every refused photo is written to the report CSV with its reason and quality scores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import os
+import sys
+import time
+import zipfile
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from recognition_service.retry import Backoff  # noqa: E402
+from recognition_service.students.store import STUDENT_ID_RE  # noqa: E402
+
+PROG = "manage_students"
+COLUMNS = ("student_id", "name", "photo")
+BATCH = 10  # photos per request: MAX_ENROL_IMAGES' default
+
+
+@dataclass
+class Student:
+    student_id: str
+    name: str
+    photos: list[str] = field(default_factory=list)
+
+
+class Photos:
+    """Photo bytes by name, from a folder or a zip."""
+
+    def __init__(self, source: Path):
+        self.zip = zipfile.ZipFile(source) if zipfile.is_zipfile(source) else None
+        self.root = None if self.zip else source
+        self.full: set[str] = set()
+        self.short: dict[str, str | None] = {}  # a bare file name, when only one entry has it
+        for entry in self.zip.namelist() if self.zip else []:
+            if not entry.endswith("/"):
+                self.full.add(entry)
+                base = Path(entry).name
+                self.short[base] = None if base in self.short else entry
+
+    def _entry(self, name: str) -> str | None:
+        return name if name in self.full else self.short.get(name)
+
+    def exists(self, name: str) -> bool:
+        if self.zip:
+            return self._entry(name) is not None
+        return (self.root / name).is_file()
+
+    def read(self, name: str) -> bytes:
+        if self.zip:
+            return self.zip.read(self._entry(name))
+        return (self.root / name).read_bytes()
+
+
+def read_roster(path: Path, photos: Photos) -> tuple[dict[str, Student], list[dict]]:
+    """Students from the CSV, and the problems of the rows that could not be used."""
+    problems: list[dict] = []
+    students: dict[str, Student] = {}
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        header = [h.strip() for h in (reader.fieldnames or [])]
+        missing = [c for c in COLUMNS if c not in header]
+        if missing:
+            raise SystemExit(f"{PROG}: {path} has no column {', '.join(missing)} (needs {', '.join(COLUMNS)})")
+        extra = [h for h in header if h not in COLUMNS]
+        if extra:
+            problems.append({"row": 1, "student_id": "", "photo": "", "problem": f"unknown columns ignored: "
+                                                                                  f"{', '.join(extra)}"})
+        for line, row in enumerate(reader, start=2):
+            row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
+            sid, name = row["student_id"], row["name"]
+            names = [p.strip() for p in row["photo"].split(";") if p.strip()]
+            if not STUDENT_ID_RE.fullmatch(sid):
+                problems.append({"row": line, "student_id": sid, "photo": row["photo"],
+                                 "problem": "invalid student_id (1-128 letters, digits, _ . : @ -)"})
+                continue
+            known = students.get(sid)
+            if known is not None and name and known.name and name != known.name:
+                problems.append({"row": line, "student_id": sid, "photo": row["photo"],
+                                 "problem": f"name {name!r} differs from {known.name!r} on an earlier row"})
+                continue
+            student = known or students.setdefault(sid, Student(sid, name))
+            student.name = student.name or name
+            for photo in names:
+                if not photos.exists(photo):
+                    problems.append({"row": line, "student_id": sid, "photo": photo, "problem": "file not found"})
+                elif photo not in student.photos:
+                    student.photos.append(photo)
+            if not names:
+                problems.append({"row": line, "student_id": sid, "photo": "", "problem": "no photo"})
+    return students, problems
+
+
+class Client:
+    """The service's API with retries on 429/503 (the server is busy: wait, never give up a photo)."""
+
+    def __init__(self, url: str, api_key: str | None):
+        self.url = url.rstrip("/")
+        self.http = requests.Session()
+        if api_key:
+            self.http.headers["X-API-Key"] = api_key
+        self.backoff = Backoff(0.5, 10.0)
+        self.busy = Counter()
+
+    def call(self, method: str, path: str, **kwargs) -> requests.Response:
+        for attempt in range(1, 30):
+            r = self.http.request(method, self.url + path, timeout=120, **kwargs)
+            if r.status_code not in (429, 503):
+                return r
+            self.busy[r.status_code] += 1
+            time.sleep(max(float(r.headers.get("Retry-After") or 0), self.backoff.delay(attempt)))
+        return r
+
+
+def import_student(client: Client, student: Student, photos: Photos) -> dict:
+    """Enrol one student's photos not enrolled yet; what happened to each."""
+    result = {"student_id": student.student_id, "created": False, "enrolled": 0, "skipped": 0, "rejected": []}
+    r = client.call("GET", f"/api/v1/students/{student.student_id}/faces")
+    if r.status_code == 200:
+        have = {f["image_sha256"] for f in r.json()["faces"]}
+    elif r.status_code == 404:
+        have, result["created"] = set(), True
+    else:
+        raise RuntimeError(f"GET faces of {student.student_id}: HTTP {r.status_code} {r.text[:200]}")
+    todo = []
+    for name in student.photos:
+        data = photos.read(name)
+        if hashlib.sha256(data).hexdigest() in have:
+            result["skipped"] += 1
+        else:
+            todo.append((name, data))
+    for start in range(0, len(todo), BATCH):
+        batch = todo[start:start + BATCH]
+        files = [("image", (Path(n).name, data)) for n, data in batch]
+        r = client.call("POST", f"/api/v1/students/{student.student_id}/faces", files=files,
+                        data={"name": student.name} if student.name else None)
+        body = r.json() if r.headers.get("Content-Type", "").startswith("application/json") else {}
+        if r.status_code == 201:
+            result["enrolled"] += len(body["faces"])
+            rejected = body.get("rejected", [])
+        else:
+            rejected = (body.get("error", {}).get("details") or {}).get("rejected") or [
+                {"index": i, "reason": body.get("error", {}).get("code", f"http_{r.status_code}"),
+                 "message": body.get("error", {}).get("message", r.text[:200])} for i in range(len(batch))]
+        for item in rejected:
+            result["rejected"].append({"student_id": student.student_id, "photo": batch[item["index"]][0],
+                                       "reason": item["reason"], "message": item.get("message", ""),
+                                       "quality": item.get("quality") or {}})
+    return result
+
+
+def run_import(args) -> int:
+    from tqdm import tqdm
+
+    photos = Photos(args.photos)
+    students, problems = read_roster(args.csv, photos)
+    client = Client(args.url, args.api_key or os.environ.get("API_KEY"))
+    results, failures = [], []
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max(1, args.concurrency)) as pool, \
+            tqdm(total=sum(len(s.photos) for s in students.values()), unit="photo", disable=args.quiet,
+                 file=sys.stderr) as bar:
+        futures = {pool.submit(import_student, client, s, photos): s for s in students.values()}
+        for future in as_completed(futures):
+            student = futures[future]
+            try:
+                results.append(future.result())
+            except Exception as exc:  # noqa: BLE001 - one student's failure must not stop the roster
+                failures.append({"student_id": student.student_id, "problem": str(exc)})
+            bar.update(len(student.photos))
+    seconds = time.perf_counter() - started
+    rejected = [r for res in results for r in res["rejected"]]
+    with args.report.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["student_id", "photo", "reason", "message", "eye_distance_px", "sharpness", "brightness",
+                         "yaw", "roll_deg"])
+        for r in sorted(rejected, key=lambda r: (r["student_id"], r["photo"])):
+            q = r["quality"]
+            writer.writerow([r["student_id"], r["photo"], r["reason"], r["message"], q.get("eye_distance_px", ""),
+                             q.get("sharpness", ""), q.get("brightness", ""), q.get("yaw", ""), q.get("roll_deg", "")])
+        for p in problems:
+            writer.writerow([p["student_id"], p["photo"], "bad_row", f"row {p['row']}: {p['problem']}"])
+        for p in failures:
+            writer.writerow([p["student_id"], "", "failed", p["problem"]])
+    enrolled = sum(r["enrolled"] for r in results)
+    summary = {
+        "students": len(students), "students_created": sum(r["created"] for r in results),
+        "faces_enrolled": enrolled, "photos_skipped_already_enrolled": sum(r["skipped"] for r in results),
+        "photos_rejected": dict(Counter(r["reason"] for r in rejected)), "bad_rows": len(problems),
+        "students_failed": len(failures), "server_busy_retries": dict(client.busy), "seconds": round(seconds, 1),
+        "photos_per_minute": round(enrolled / seconds * 60, 1) if seconds else None, "report": str(args.report),
+    }
+    print(json_dump(summary))
+    return 1 if failures else 0
+
+
+def json_dump(value) -> str:
+    import json
+
+    return json.dumps(value, indent=1)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    imp = sub.add_parser("import", help="enrol a roster: a CSV (student_id,name,photo) and a folder or zip of photos")
+    imp.add_argument("--csv", type=Path, required=True, help="the roster CSV: columns student_id, name, photo")
+    imp.add_argument("--photos", type=Path, required=True, help="a folder or a .zip holding the photos named in it")
+    imp.add_argument("--url", default="http://127.0.0.1:8000", help="the service (default http://127.0.0.1:8000)")
+    imp.add_argument("--api-key", help="an API key (default: $API_KEY)")
+    imp.add_argument("--concurrency", type=int, default=2,
+                     help="students enrolled at once (default 2; keep it at or below the server's workers)")
+    imp.add_argument("--report", type=Path, default=Path("import-report.csv"),
+                     help="CSV of every refused photo and bad row (default import-report.csv)")
+    imp.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    if not args.csv.is_file():
+        parser.error(f"--csv {args.csv} is not a file")
+    if not args.photos.exists():
+        parser.error(f"--photos {args.photos} does not exist")
+    try:
+        return run_import(args)
+    except requests.ConnectionError as exc:
+        print(f"{PROG}: cannot reach the service at {args.url}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
