@@ -14,12 +14,13 @@ import secrets
 from datetime import datetime, timedelta
 from functools import wraps
 
-from flask import Blueprint, abort, flash, g, redirect, render_template, request, send_file, session, url_for
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
 from flask.sessions import SecureCookieSessionInterface
 
 from recognition_service.api import review as review_api
+from recognition_service.api import sessions as sessions_api
 from recognition_service.api import students as students_api
-from recognition_service.api.auth import limit_actor
+from recognition_service.api.auth import count_failure, limit_actor, refuse_while_blocked
 from recognition_service.api.context import get_db, service_state
 from recognition_service.callbacks import outbox
 from recognition_service.errors import ApiError
@@ -27,7 +28,6 @@ from recognition_service.recognition.thresholds import describe
 from recognition_service.review import store as review_store
 from recognition_service.security.api_keys import hash_key
 from recognition_service.sessions import store as sessions_store
-from recognition_service.sessions.evidence import resolve
 from recognition_service.students import store as students_store
 
 bp = Blueprint("console", __name__, template_folder="templates", static_folder="static",
@@ -88,10 +88,14 @@ def _signed_in():
     g.actor = actor
     limit_actor(state, actor)
     if request.method == "POST":
-        token = request.form.get("csrf_token", "")
-        if not token or not hmac.compare_digest(token, session.get("csrf", "")):
-            abort(400, "the form's CSRF token is missing or wrong: reload the page and try again")
+        _check_csrf()
     return None
+
+
+def _check_csrf() -> None:
+    token = request.form.get("csrf_token", "")
+    if not token or not hmac.compare_digest(token, session.get("csrf", "")):
+        abort(400, "the form's CSRF token is missing or wrong: reload the page and try again")
 
 
 def _csrf() -> str:
@@ -128,13 +132,9 @@ def login():
     state = service_state()
     if request.method == "GET":
         return render_template("console/login.html", next=request.args.get("next", ""))
-    token = request.form.get("csrf_token", "")
-    if not token or not hmac.compare_digest(token, session.get("csrf", "")):
-        abort(400, "the form's CSRF token is missing or wrong: reload the page and try again")
+    _check_csrf()
     key = request.form.get("api_key", "").strip()
     bucket = f"failed-key:{request.remote_addr}"
-    from recognition_service.api.auth import count_failure, refuse_while_blocked
-
     refuse_while_blocked(state, bucket)
     result = state.keys.check(key or None)
     if result.status not in ("ok", "open"):
@@ -181,14 +181,7 @@ def session_page(slot_id: int):
 
 @bp.get("/sessions/<int:slot_id>/evidence/<evidence_id>")
 def evidence(slot_id: int, evidence_id: str):
-    with get_db() as conn:
-        paths = sessions_store.evidence_paths(conn, slot_id, evidence_id)
-    path = resolve(service_state().settings.evidence_dir, paths[0]) if paths else None
-    if path is None:
-        abort(404)
-    response = send_file(path, mimetype="image/jpeg", conditional=False, etag=False)
-    response.headers["Cache-Control"] = "private, no-store"
-    return response
+    return sessions_api.send_evidence(slot_id, evidence_id)
 
 
 @bp.post("/sessions/<int:slot_id>/review/<item_id>")

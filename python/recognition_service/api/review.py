@@ -14,6 +14,7 @@ from recognition_service.errors import ApiError, NotFound, ValidationFailed
 from recognition_service.recognition import quality
 from recognition_service.review import store
 from recognition_service.security.audit import audit
+from recognition_service.sessions import store as sessions_store
 from recognition_service.sessions.evidence import resolve
 from recognition_service.students import store as students
 
@@ -58,11 +59,11 @@ def _item_or_404(conn, slot_id: int, item_id: str, lock: bool = False) -> dict:
     return item
 
 
-def _enrolment_face(item: dict):
-    """The item's best face through the enrolment gate: (face, sha256), or 422 saying why not."""
+def _enrolment_face(slot_id: int, item: dict):
+    """The item's best face through the enrolment gate: (model, face, sha256), or 422 saying why not."""
     state = service_state()
     with get_db() as conn:
-        paths = None if not item["evidence_id"] else _evidence_paths(conn, item["evidence_id"])
+        paths = sessions_store.evidence_paths(conn, slot_id, item["evidence_id"]) if item["evidence_id"] else None
     path = resolve(state.settings.evidence_dir, paths[0]) if paths else None
     if path is None:
         raise ApiError("this item has no face image to enrol (the disk was full or it expired)",
@@ -82,12 +83,6 @@ def _enrolment_face(item: dict):
     return model, face, hashlib.sha256(data).hexdigest()
 
 
-def _evidence_paths(conn, evidence_id: str):
-    with conn.cursor() as cur:
-        cur.execute("SELECT face_path, frame_path FROM evidence WHERE evidence_id = %s", (evidence_id,))
-        return cur.fetchone()
-
-
 @bp.post("/sessions/<int:slot_id>/review/<item_id>")
 def act_on_review(slot_id: int, item_id: str):
     return jsonify(act(slot_id, item_id, json_body(ReviewAction)))
@@ -99,7 +94,7 @@ def act(slot_id: int, item_id: str, body: ReviewAction) -> dict:
         item = _item_or_404(conn, slot_id, item_id)
     if item["status"] != "open":
         raise ApiError(f"the item is already {item['status']}", code="review_item_resolved", status=409)
-    enrolment = _enrolment_face(item) if body.action == "confirm" and body.enrol else None
+    enrolment = _enrolment_face(slot_id, item) if body.action == "confirm" and body.enrol else None
     result = {"item_id": item_id, "action": body.action}
     try:
         with get_db() as conn:

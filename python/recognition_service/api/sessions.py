@@ -149,10 +149,14 @@ def get_evidence(slot_id: int, evidence_id: str):
     kind = param("kind") or "face"
     if kind not in ("face", "frame"):
         raise ValidationFailed("kind must be face or frame", details={"field": "kind"})
-    state = service_state()
+    return send_evidence(slot_id, evidence_id, kind)
+
+
+def send_evidence(slot_id: int, evidence_id: str, kind: str = "face"):
+    """An evidence JPEG of the slot (the API and the console), never kept by a shared cache."""
     with get_db() as conn:
         paths = store.evidence_paths(conn, slot_id, evidence_id)
-    path = resolve(state.settings.evidence_dir, paths[0 if kind == "face" else 1]) if paths else None
+    path = resolve(service_state().settings.evidence_dir, paths[0 if kind == "face" else 1]) if paths else None
     if path is None:
         raise NotFound("no such evidence for this slot (it may have expired)", code="evidence_not_found")
     response = send_file(path, mimetype="image/jpeg", conditional=False, etag=False)

@@ -96,7 +96,6 @@ def erase(student_id: str) -> None:
 
 @bp.post("/students/<student_id>/faces")
 def enrol_faces(student_id: str):
-    store.check_student_id(student_id)
     enrolled, rejected = enrol(student_id, uploaded_images(), param("name"))
     return jsonify({"student_id": student_id, "faces": enrolled, "rejected": rejected}), 201
 

@@ -8,7 +8,7 @@ import uuid
 import numpy as np
 import psycopg2.extras
 
-from recognition_service.sessions.store import add_recognition, fence
+from recognition_service.sessions.store import add_evidence, add_recognition, fence
 
 # Two unnamed tracks of one session whose aggregates are at least this similar are one person: one item.
 # Well above what two different people reach (1 in 10,000 impostor pairs above 0.31 for w600k_mbf), while
@@ -50,12 +50,7 @@ def add_unnamed(conn, runner_id: str, session_id: int, *, camera_id: int, finger
                                   last_seen_at = now() WHERE item_id = %s""",
                         (merged.astype(np.float32).tobytes(), weight, item_id))
             return str(item_id), True
-        evidence_id = None
-        if evidence is not None:
-            evidence_id = evidence[0]
-            cur.execute("""INSERT INTO evidence (evidence_id, session_id, student_id, camera_id, face_path, frame_path)
-                           VALUES (%s, %s, NULL, %s, %s, %s)""", (evidence[0], session_id, camera_id, evidence[1],
-                                                                  evidence[2]))
+        evidence_id = add_evidence(cur, session_id, None, camera_id, evidence)
         item_id = str(uuid.uuid4())
         cur.execute("""INSERT INTO review_items (item_id, session_id, reason, camera_id, model_fingerprint, embedding,
                                                  weight, candidates, evidence_id)

@@ -162,7 +162,7 @@ class CameraWorker:
         aligned = align(frame, kps)
         signatures = [face_signature(c) for c in aligned]
         tracks, to_embed = self.tracker.update(boxes[:, :4], now, signatures)
-        overdue = [t for t in tracks if t.student_id is None and not t.filed and now - t.born >= REVIEW_AFTER_S]
+        overdue = [t for t in tracks if now - t.born >= REVIEW_AFTER_S]  # _file_unnamed keeps the unnamed
         self._file_unnamed(model, self.tracker.take_ended() + overdue)
         self._count(detected=len(boxes), embedded=len(to_embed))
         metrics.CAMERA_FACES.labels("detected").inc(len(boxes))

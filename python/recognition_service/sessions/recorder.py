@@ -87,14 +87,11 @@ class SessionRecorder:
                 item_id, merged = review_store.add_unnamed(
                     conn, self._runner_id, self.spec.session_id, camera_id=camera_id, fingerprint=fingerprint,
                     embedding=embedding, weight=weight, reason=reason, candidates=candidates, evidence=evidence)
-        except store.LeaseLost:
+        except Exception as exc:  # not filed: its evidence files go too
             if evidence:
                 remove_files(root, [evidence[1:]])
-            self.lease_lost()
-            raise
-        except Exception:
-            if evidence:
-                remove_files(root, [evidence[1:]])
+            if isinstance(exc, store.LeaseLost):
+                self.lease_lost()
             raise
         if merged and evidence:
             remove_files(root, [evidence[1:]])

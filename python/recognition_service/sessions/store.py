@@ -348,16 +348,21 @@ def record_recognition(conn, runner_id: str, session_id: int, *, student_id: str
                        WHERE session_id = %s AND student_id = %s""", (similarity, session_id, student_id))
         if cur.rowcount:
             return False
-        evidence_id = None
-        if evidence is not None:
-            evidence_id = evidence[0]
-            cur.execute("""INSERT INTO evidence (evidence_id, session_id, student_id, camera_id, face_path, frame_path)
-                           VALUES (%s, %s, %s, %s, %s, %s)""", (evidence[0], session_id, student_id, camera_id,
-                                                                 evidence[1], evidence[2]))
-        add_recognition(cur, session_id, student_id=student_id, name=name, camera_id=camera_id,
-                        similarity=similarity, evidence_id=evidence_id, source="camera",
-                        extra={"track_similarity": round(track_similarity, 4)})
-    return True
+        evidence_id = add_evidence(cur, session_id, student_id, camera_id, evidence)
+        return add_recognition(cur, session_id, student_id=student_id, name=name, camera_id=camera_id,
+                               similarity=similarity, evidence_id=evidence_id, source="camera",
+                               extra={"track_similarity": round(track_similarity, 4)})
+
+
+def add_evidence(cur, session_id: int, student_id: str | None, camera_id: int,
+                 evidence: tuple[str, str, str] | None) -> str | None:
+    """Store an evidence row (evidence_id, face_path, frame_path) in the caller's transaction; its id, or None."""
+    if evidence is None:
+        return None
+    cur.execute("""INSERT INTO evidence (evidence_id, session_id, student_id, camera_id, face_path, frame_path)
+                   VALUES (%s, %s, %s, %s, %s, %s)""", (evidence[0], session_id, student_id, camera_id,
+                                                         evidence[1], evidence[2]))
+    return evidence[0]
 
 
 def add_recognition(cur, session_id: int, *, student_id: str, name: str, camera_id: int, similarity: float,

@@ -46,7 +46,7 @@ def observe(track: Track, embedding: np.ndarray, weight: float, *, frame: np.nda
             now: float, signature: np.ndarray | None) -> View:
     """Add one embedding of this frame's face to its track; return the view it makes."""
     if track.count and float(embedding @ track.aggregate()) < SAME_PERSON_MIN:
-        track.forget()
+        track.forget(now)
     track.total = embedding * weight if track.total is None else track.total + embedding * weight
     track.weight += weight
     track.count += 1
@@ -77,7 +77,7 @@ def decide(tracks: list[Track], views: list[View], identify: Callable[[np.ndarra
             continue  # not (yet) anyone: a named track keeps its name until its face changes
         if track.student_id is not None and track.student_id != who.student_id:
             # the aggregate now says someone else: its embeddings are mixed. Start again from this face.
-            track.forget()
+            track.forget(track.embedded_at)  # observe() set it to this frame's time
             track.total, track.weight, track.count = current.embedding * current.weight, current.weight, 1
             continue
         candidates = [*track.views, current] if track.student_id is None else [current]

@@ -42,10 +42,10 @@ class Track:
     born: float = 0.0            # when the current face was first seen in this track
     filed: bool = False          # filed for review already (unnamed for a while)
 
-    def forget(self) -> None:
-        """The face in this track is someone else now: drop its name and everything seen of it."""
+    def forget(self, now: float) -> None:
+        """The face in this track is someone else since `now`: drop its name and everything seen of it."""
         self.student_id, self.total, self.weight, self.count, self.views = None, None, 0.0, 0, []
-        self.filed = False
+        self.filed, self.born = False, now
 
     def copy_unnamed(self) -> "Track":
         """What was seen of this unnamed face, kept apart before the track starts on another face."""
@@ -141,8 +141,7 @@ class FaceTracker:
             if changed:
                 if track.student_id is None and track.count:
                     self.ended.append(track.copy_unnamed())  # the previous face's track ends here
-                track.forget()  # never carry a name, or embeddings, over to another face
-                track.born = now
+                track.forget(now)  # never carry a name, or embeddings, over to another face
             unnamed = track.student_id is None and not track.settled
             if changed or unnamed or now - track.embedded_at >= self.reembed_s:
                 to_embed.append(i)
