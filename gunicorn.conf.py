@@ -52,7 +52,7 @@ def post_worker_init(worker):
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     state = worker.wsgi.extensions["recognition"]
     state.warm_up()
-    state.start_sessions()
+    state.start_background()
     gunicorn_on_term = signal.getsignal(signal.SIGTERM)
 
     def on_term(signum, frame):

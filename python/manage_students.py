@@ -1,10 +1,15 @@
 #!/usr/bin/env python3
-"""Enrol a whole roster through the service's HTTP API: a CSV of students and a folder or zip of photos.
+"""Students in bulk: enrol a roster through the HTTP API; after a model change, purge the old model.
 
     .venv/bin/python python/manage_students.py import --csv roster.csv --photos photos.zip \\
         [--url http://127.0.0.1:8000] [--api-key KEY] [--concurrency 2] [--report rejected.csv]
+    .venv/bin/python python/manage_students.py purge-model FINGERPRINT [--force]
+    .venv/bin/python python/manage_students.py needs-reenrolment [--model active|shadow]
 
-CSV columns: student_id, name, photo (a file name inside the folder or zip; several rows per student or
+purge-model and needs-reenrolment use the service's settings (DATABASE_URL or the embedded PostgreSQL,
+MODEL_DIR, SHADOW_MODEL_DIR) like manage_api_keys.py; import talks to a running service.
+
+import's CSV columns: student_id, name, photo (a file name inside the folder or zip; several rows per student or
 several names separated by ';'). Every photo goes through the service's own validation and enrolment
 quality gate, so this works against a remote server too. A second run skips photos already enrolled (by
 their sha256). Bad rows (missing files, invalid ids, one id with two names) are reported, not fatal;
@@ -214,6 +219,84 @@ def run_import(args) -> int:
     return 1 if failures else 0
 
 
+def _settings_and_database():
+    """The service's settings and its database URL (starting the embedded PostgreSQL when it is the one)."""
+    from recognition_service.serving import preflight
+
+    try:
+        settings = preflight.load_checked_settings()
+        return settings, preflight.prepare_database(settings, for_serving=False)
+    except preflight.PreflightError as exc:
+        preflight.fail(PROG, exc)
+
+
+def _models_in_use(settings) -> dict[str, str]:
+    """Fingerprint -> setting, for the configured model and shadow model (read from the files, not loaded)."""
+    from recognition_service.recognition.model import recognizer_fingerprint
+
+    found = {}
+    for setting, pack in (("MODEL_DIR", settings.model_path), ("SHADOW_MODEL_DIR", settings.shadow_path)):
+        if pack is not None and pack.is_dir():
+            try:
+                found[recognizer_fingerprint(pack)[0]] = setting
+            except FileNotFoundError:
+                pass
+    return found
+
+
+def run_purge(args) -> int:
+    """Delete a model's embeddings (after a switch): never the model in use, never a photo's last embedding."""
+    import psycopg2
+    from recognition_service.model_change import store
+
+    settings, url = _settings_and_database()
+    with psycopg2.connect(url) as conn:
+        matches = store.resolve_fingerprint(conn, args.fingerprint.lower())
+        if len(matches) != 1:
+            print(f"{PROG}: {'no' if not matches else 'more than one'} stored model fingerprint starts with "
+                  f"{args.fingerprint!r}" + (f": {', '.join(m[:16] for m in matches)}" if matches else ""),
+                  file=sys.stderr)
+            return 1
+        fingerprint = matches[0]
+        in_use = _models_in_use(settings).get(fingerprint)
+        if in_use:
+            print(f"{PROG}: {fingerprint[:12]} is the model of {in_use}; switch away from it first", file=sys.stderr)
+            return 1
+        counts = store.purge_counts(conn, fingerprint)
+        if counts["photos_only_in_this_model"] and not args.force:
+            print(f"{PROG}: {counts['photos_only_in_this_model']} enrolled photo(s) have no embedding of another "
+                  "model: purging would leave those students unrecognisable. Let the new model embed them (kept "
+                  "crops, see /api/v1/models) or enrol them again, or pass --force", file=sys.stderr)
+            return 1
+        removed = store.purge_model(conn, fingerprint)
+    conn.close()
+    print(json_dump({"fingerprint": fingerprint, "embeddings_removed": removed,
+                     "photos_left_without_embedding": counts["photos_only_in_this_model"]}))
+    return 0
+
+
+def run_needs_reenrolment(args) -> int:
+    """The enrolled photos a model cannot match and has no kept crop to embed: those students need new photos."""
+    import psycopg2
+    from recognition_service.model_change import store
+    from recognition_service.recognition.model import recognizer_fingerprint
+
+    settings, url = _settings_and_database()
+    pack = settings.shadow_path if args.model == "shadow" else settings.model_path
+    if pack is None:
+        print(f"{PROG}: SHADOW_MODEL_DIR is not set", file=sys.stderr)
+        return 1
+    fingerprint = recognizer_fingerprint(pack)[0]
+    with psycopg2.connect(url) as conn:
+        photos = store.needs_reenrolment(conn, fingerprint, limit=1_000_000)
+    conn.close()
+    writer = csv.writer(sys.stdout)
+    writer.writerow(["student_id", "name", "face_id", "image_sha256", "enrolled_at"])
+    for p in photos:
+        writer.writerow([p["student_id"], p["name"], p["face_id"], p["image_sha256"], p["enrolled_at"]])
+    return 0
+
+
 def json_dump(value) -> str:
     import json
 
@@ -233,7 +316,20 @@ def main(argv=None) -> int:
     imp.add_argument("--report", type=Path, default=Path("import-report.csv"),
                      help="CSV of every refused photo and bad row (default import-report.csv)")
     imp.add_argument("--quiet", action="store_true", help="no progress bar")
+    purge = sub.add_parser("purge-model", help="delete every embedding of a model you switched away from "
+                                               "(its fingerprint, or the 12-character prefix the API shows)")
+    purge.add_argument("fingerprint")
+    purge.add_argument("--force", action="store_true",
+                       help="purge even when some photos have no embedding of any other model")
+    needs = sub.add_parser("needs-reenrolment", help="CSV of the enrolled photos a model cannot match and has no "
+                                                     "kept crop to embed (those students need a new photo)")
+    needs.add_argument("--model", choices=("active", "shadow"), default="shadow",
+                       help="MODEL_DIR's model or SHADOW_MODEL_DIR's (default)")
     args = parser.parse_args(argv)
+    if args.command == "purge-model":
+        return run_purge(args)
+    if args.command == "needs-reenrolment":
+        return run_needs_reenrolment(args)
     if not args.csv.is_file():
         parser.error(f"--csv {args.csv} is not a file")
     if not args.photos.exists():

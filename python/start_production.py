@@ -91,7 +91,7 @@ def main(argv=None) -> None:
 
         app = create_app(warm_up=True)
         state = app.extensions["recognition"]
-        state.start_sessions()
+        state.start_background()
         try:
             app.run(host=settings.HOST, port=settings.PORT, threaded=True)
         finally:

@@ -56,7 +56,7 @@ def serve(settings, channel_timeout: int) -> None:
     app = create_app(settings)
     state = app.extensions["recognition"]
     state.warm_up()
-    state.start_sessions()
+    state.start_background()
     wrapped = InFlight(app)
     server = create_server(wrapped, host=settings.HOST, port=settings.PORT, threads=settings.THREADS,
                            channel_timeout=channel_timeout, max_request_body_size=settings.max_upload_bytes,

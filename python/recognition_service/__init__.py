@@ -44,7 +44,7 @@ def create_app(settings: Settings | None = None, *, warm_up: bool = False) -> Fl
     init_request_hooks(app, settings.REQUEST_TIMEOUT_S)
     init_auth(app, state)
 
-    from recognition_service.api import docs, health, recognition, review, sessions, students
+    from recognition_service.api import docs, health, models, recognition, review, sessions, students
     from recognition_service.api.console import init_console
 
     app.register_blueprint(health.bp)
@@ -53,6 +53,7 @@ def create_app(settings: Settings | None = None, *, warm_up: bool = False) -> Fl
     app.register_blueprint(recognition.bp, url_prefix="/api/v1")
     app.register_blueprint(sessions.bp, url_prefix="/api/v1")
     app.register_blueprint(review.bp, url_prefix="/api/v1")
+    app.register_blueprint(models.bp, url_prefix="/api/v1")
     init_console(app)
     if warm_up:
         state.warm_up()

@@ -43,6 +43,16 @@ class Settings(BaseSettings):
     MODEL_DOWNLOAD: bool = True
     MODEL_RETRY_S: float = Field(30.0, ge=0)
     MODEL_DEQUANTIZE: bool = True  # run int8 "integer ops" recognisers as float (4x faster on CPU)
+    # Changing the model (README "Change the model"): the next model, loaded beside the one in use by every
+    # process; kept crops are embedded with it in the background and a sample of recognitions compared.
+    SHADOW_MODEL_DIR: Path | None = None
+    SHADOW_RECOGNITION_THRESHOLD: float | None = Field(None, ge=-1, le=1)  # default: the shadow model's measured one
+    SHADOW_SAMPLE_RATE: float = Field(0.2, ge=0, le=1)  # share of /recognize requests also matched in shadow
+    KEEP_FACE_CROPS: bool = True  # keep each enrolled face's aligned 112x112 crop (false: none, old ones deleted)
+    REEMBED_BATCH: int = Field(16, ge=1, le=256)  # crops embedded per transaction
+    REEMBED_MAX_FACES_PER_S: float = Field(0.0, ge=0)  # pace of re-embedding beside live traffic; 0: no limit
+    REEMBED_POLL_S: float = Field(10.0, gt=0, le=3600)  # how often new crops are looked for
+    REEMBED_LEASE_S: float = Field(10.0, ge=2, le=300)  # a dead owner's job resumes elsewhere within this
     DET_SIZE: int = Field(640, ge=160, le=2048)
     DET_THRESHOLD: float = Field(0.5, gt=0, lt=1)
     ORT_THREADS: int | None = Field(None, ge=1, le=64)  # default: CPU cores / WORKERS
@@ -185,6 +195,10 @@ class Settings(BaseSettings):
         if self.MODEL_DIR is not None:
             return self.MODEL_DIR.expanduser()
         return self.MODEL_ROOT.expanduser() / "models" / self.MODEL_NAME
+
+    @property
+    def shadow_path(self) -> Path | None:
+        return self.SHADOW_MODEL_DIR.expanduser() if self.SHADOW_MODEL_DIR is not None else None
 
     @property
     def api_keys(self) -> list[str]:

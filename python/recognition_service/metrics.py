@@ -40,6 +40,12 @@ SESSION_RECOGNITIONS = Counter("recognizer_session_recognitions_total",
                                "Students recognised for the first time in a session")
 EVIDENCE_SKIPPED = Counter("recognizer_evidence_skipped_total", "Recognitions recorded without evidence (disk full)")
 REVIEW_ITEMS = Counter("recognizer_review_items_total", "Unnamed camera tracks filed for review", ["kind"])
+REEMBEDDED = Counter("recognizer_reembedded_faces_total", "Kept face crops embedded with a model", ["model"])
+REEMBED_REMAINING = Gauge("recognizer_reembedding_remaining", "Kept face crops still lacking the model's embedding",
+                          ["model"], multiprocess_mode="livemax")
+SHADOW_COMPARISONS = Counter("recognizer_shadow_comparisons_total",
+                             "Faces matched by both the model in use and the shadow model, by outcome", ["outcome"])
+SHADOW_DROPPED = Counter("recognizer_shadow_samples_dropped_total", "Shadow samples dropped (queue full)")
 CALLBACKS = Counter("recognizer_callbacks_total", "Callback delivery attempts by outcome", ["outcome"])
 CALLBACK_LATENCY = Histogram("recognizer_callback_delivery_seconds", "From event to delivered callback",
                              buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86400))

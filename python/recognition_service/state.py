@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
+import uuid
 from datetime import datetime, timezone
 
 from recognition_service import metrics
@@ -38,8 +41,18 @@ class ServiceState:
         self._galleries: dict[str, Gallery] = {}
         self._gallery_lock = threading.Lock()
         self.engine = RecognitionEngine(settings, self.models, self.gallery, self.db, self.ensure_schema)
-        self.sessions = None  # the SessionSupervisor, once start_sessions() ran in this process
+        # During a model change, the next model with an engine of its own (its own threshold, same rules).
+        self.shadow_models = self.shadow_engine = None
+        if settings.SHADOW_MODEL_DIR is not None:
+            self.shadow_models = ModelProvider(settings, pack=settings.shadow_path)
+            own_threshold = {"RECOGNITION_THRESHOLD": settings.SHADOW_RECOGNITION_THRESHOLD}
+            shadow_settings = settings.model_copy(update=own_threshold)
+            self.shadow_engine = RecognitionEngine(shadow_settings, self.shadow_models, self.gallery, self.db,
+                                                   self.ensure_schema)
+        self.sessions = None  # the SessionSupervisor, once start_background() ran in this process
         self.callbacks = None  # the CallbackSender, idem
+        self.reembedder = None  # the Reembedder, idem
+        self.shadow = None  # the ShadowComparer, idem (with a shadow model)
         self.keys = None  # the API key checker (auth.init_auth)
 
     @property
@@ -70,17 +83,19 @@ class ServiceState:
 
     def warm_up(self) -> None:
         """Load the model and migrate the database now instead of on the first request."""
-        try:
-            self.models.get()
-        except ServiceUnavailable as exc:
-            log.warning("%s", exc.message)
+        for provider in filter(None, (self.models, self.shadow_models)):
+            try:
+                provider.get()
+            except ServiceUnavailable as exc:
+                log.warning("%s", exc.message)
         try:
             self.ensure_schema()
         except ServiceUnavailable as exc:
             log.warning("database not ready: %s", exc.message)
 
-    def start_sessions(self) -> None:
-        """Run session cameras and the callback sender in this process (server processes only, after fork)."""
+    def start_background(self) -> None:
+        """Run session cameras, the callback sender, re-embedding and the shadow model's comparisons in this
+        process (server processes only, after fork)."""
         if self.settings.SESSIONS_ENABLED and self.sessions is None:
             from recognition_service.sessions.supervisor import SessionSupervisor
 
@@ -95,6 +110,19 @@ class ServiceState:
             self.callbacks = CallbackSender(db=self.db, settings=s, post=transport.post,
                                             ensure_schema=self.ensure_schema)
             self.callbacks.start()
+        if self.reembedder is None:
+            from recognition_service.model_change.reembedder import Reembedder
+
+            runner_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+            self.reembedder = Reembedder(db=self.db, models=[p for p in (self.models, self.shadow_models) if p],
+                                         settings=self.settings, runner_id=runner_id, ensure_schema=self.ensure_schema)
+            self.reembedder.start()
+        if self.shadow is None and self.shadow_engine is not None:
+            from recognition_service.model_change.shadow import ShadowComparer
+
+            self.shadow = ShadowComparer(engine=self.shadow_engine, db=self.db,
+                                         sample_rate=self.settings.SHADOW_SAMPLE_RATE)
+            self.shadow.start()
 
     def wake_callbacks(self) -> None:
         """Send new events now rather than at the sender's next poll."""
@@ -111,5 +139,9 @@ class ServiceState:
             self.sessions.shutdown(timeout)
         if self.callbacks is not None:
             self.callbacks.stop(min(timeout, 5.0))
+        if self.shadow is not None:
+            self.shadow.stop(1.0)
+        if self.reembedder is not None:
+            self.reembedder.stop(min(timeout, 5.0))
         self.db.close()
 

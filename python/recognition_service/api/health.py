@@ -11,14 +11,16 @@ from flask import Blueprint, Response, jsonify
 from recognition_service import metrics
 from recognition_service._version import __version__
 from recognition_service.api.context import get_db, service_state
+from recognition_service.api.models import model_change_status
 from recognition_service.errors import ServiceUnavailable
+from recognition_service.model_change.store import count_needs_reenrolment
 from recognition_service.recognition.thresholds import describe
 from recognition_service.students.store import enrollment_counts
 
 bp = Blueprint("health", __name__)
 
 
-def _check() -> tuple[dict, list[str]]:
+def _check(with_model_change: bool = False) -> tuple[dict, list[str]]:
     state = service_state()
     reasons = []
     try:
@@ -32,6 +34,10 @@ def _check() -> tuple[dict, list[str]]:
     try:
         with get_db() as conn:
             body["enrollments"] = enrollment_counts(conn, model.info.fingerprint if model else None)
+            if model is not None:
+                body["enrollments"]["needs_reenrolment"] = count_needs_reenrolment(conn, model.info.fingerprint)
+            if with_model_change:
+                body["model_change"] = model_change_status(conn)
         body["database"] = "ok"
     except ServiceUnavailable as exc:
         body["database"] = f"unavailable: {exc.message}"
@@ -42,7 +48,7 @@ def _check() -> tuple[dict, list[str]]:
 @bp.get("/health")
 def health():
     state = service_state()
-    body, reasons = _check()
+    body, reasons = _check(with_model_change=True)
     zone = ZoneInfo(state.settings.TZ_NAME)
     result = {"status": "degraded" if reasons else "ok", **body,
               "time_zone": state.settings.TZ_NAME,  # of started_at and now; log lines are in UTC
@@ -57,9 +63,16 @@ def health():
     if reasons:
         result["status"] = "degraded"
         result["reasons"] = reasons
-    if body.get("enrollments", {}).get("other_models"):
-        result["warnings"] = [f"{body['enrollments']['other_models']} enrolled faces belong to another model "
-                              "and are ignored; enrol those students again with the current model"]
+    warnings = []
+    missing = body.get("enrollments", {}).get("needs_reenrolment")
+    if missing:
+        warnings.append(f"{missing} enrolled photo(s) have no embedding of the current model and no kept crop to "
+                        "make one: enrol those students again (GET /api/v1/models/needs-reenrolment?model=active)")
+    change = body.get("model_change") or {}
+    if change.get("shadow") and not change["shadow"].get("loaded"):
+        warnings.append(f"the shadow model (SHADOW_MODEL_DIR) is not loaded: {change['shadow'].get('error')}")
+    if warnings:
+        result["warnings"] = warnings
     return jsonify(result), 503 if reasons else 200
 
 

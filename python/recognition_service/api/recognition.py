@@ -11,6 +11,7 @@ from recognition_service import metrics
 from recognition_service.api.context import service_state
 from recognition_service.api.params import list_param, number_param, uploaded_images
 from recognition_service.errors import ApiError
+from recognition_service.model_change.shadow import Sample
 
 bp = Blueprint("recognition", __name__)
 
@@ -57,7 +58,9 @@ def recognize():
     roster = list_param("student_ids")
     timings: dict = {}
     _injected_fault()
-    faces, (width, height) = engine.photo(model, data, timings=timings, deadline=g.deadline)
+    shadow = service_state().shadow
+    sampled = shadow is not None and shadow.wants_sample()
+    faces, (width, height) = engine.photo(model, data, timings=timings, deadline=g.deadline, keep_crops=sampled)
     g.faces = len(faces)
     results = []
     if faces:
@@ -72,6 +75,9 @@ def recognize():
             if who.reason:
                 item["unrecognized_reason"] = who.reason
             results.append(item)
+        if sampled:
+            shadow.offer(Sample(model.info.fingerprint, [f.crop for f in faces],
+                                [who.student_id for who in identities], roster))
     timings["total_ms"] = round((time.perf_counter() - started) * 1000, 2)
     metrics.observe_recognition(timings, len(faces), sum(1 for r in results if r["student_id"]))
     return jsonify({"faces": results, "image": {"width": width, "height": height},

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from recognition_service.api.context import get_db, service_state
 from recognition_service.api.params import json_body, param
+from recognition_service.api.students import kept_crop
 from recognition_service.errors import ApiError, NotFound, ValidationFailed
 from recognition_service.recognition import quality
 from recognition_service.review import store
@@ -72,7 +73,8 @@ def _enrolment_face(slot_id: int, item: dict):
     model = state.engine.model()
     if model.info.fingerprint != item["model_fingerprint"]:
         raise ApiError("the item was seen with another model; enrol a photo instead", code="model_changed", status=409)
-    faces, _ = state.engine.photo(model, data, deadline=g.deadline, with_quality=True)
+    faces, _ = state.engine.photo(model, data, deadline=g.deadline, with_quality=True,
+                                  keep_crops=state.settings.KEEP_FACE_CROPS)
     face, refusal = quality.enrolment_face(faces, state.settings)
     if refusal is not None:
         details = {"reason": refusal.reason}
@@ -109,7 +111,7 @@ def act(slot_id: int, item_id: str, body: ReviewAction) -> dict:
                     face_id, _ = students.add_face(conn, body.student_id, fingerprint=model.info.fingerprint,
                                                    embedding=face.embedding, det_score=face.det_score,
                                                    bbox=face.bbox, image_sha256=sha,
-                                                   quality=face.quality.to_dict())
+                                                   quality=face.quality.to_dict(), crop_png=kept_crop(face))
                     result["face_id"] = face_id
                 name = students.names_for(conn, {body.student_id}).get(body.student_id, body.student_id)
                 result["recognition_created"] = store.confirm(conn, item, student_id=body.student_id, name=name,

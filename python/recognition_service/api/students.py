@@ -13,6 +13,7 @@ from recognition_service.api.context import get_db, service_state
 from recognition_service.api.params import json_body, number_param, param, uploaded_images
 from recognition_service.errors import ApiError, NotFound, ServiceUnavailable, ValidationFailed
 from recognition_service.recognition import quality
+from recognition_service.recognition.images import encode_crop
 from recognition_service.security.audit import audit, pseudonym
 from recognition_service.sessions.evidence import remove_files
 from recognition_service.students import store
@@ -116,7 +117,8 @@ def enrol(student_id: str, images: list[bytes], name: str | None) -> tuple[list[
     accepted, rejected = [], []
     for index, data in enumerate(images):
         try:
-            faces, _ = state.engine.photo(model, data, deadline=g.deadline, with_quality=True)
+            faces, _ = state.engine.photo(model, data, deadline=g.deadline, with_quality=True,
+                                          keep_crops=settings.KEEP_FACE_CROPS)
         except ApiError as exc:
             rejected.append({"index": index, "reason": exc.code, "message": exc.message, "_status": exc.status})
             continue
@@ -143,11 +145,18 @@ def enrol(student_id: str, images: list[bytes], name: str | None) -> tuple[list[
             face_id, _ = store.add_face(conn, student_id, fingerprint=model.info.fingerprint,
                                       embedding=face.embedding, det_score=face.det_score,
                                       bbox=face.bbox, image_sha256=sha,
-                                      quality=face.quality.to_dict())
+                                      quality=face.quality.to_dict(), crop_png=kept_crop(face))
             enrolled.append({"face_id": face_id, "det_score": face.det_score, "bbox": face.bbox,
                              "quality": face.quality.to_dict()})
         audit(conn, g.actor, "student.enrol", student_id, {"face_ids": [f["face_id"] for f in enrolled]})
+    if state.shadow_models is not None and state.reembedder is not None:
+        state.reembedder.wake()  # the shadow model's embedding of the new photos, now rather than at the next poll
     return enrolled, rejected
+
+
+def kept_crop(face) -> bytes | None:
+    """The PNG of an enrolled face's aligned crop, kept with KEEP_FACE_CROPS for a later model change."""
+    return encode_crop(face.crop) if face.crop is not None else None
 
 
 @bp.delete("/students/<student_id>/faces/<int:face_id>")

@@ -33,6 +33,7 @@ class DetectedFace:
     landmarks: list[list[float]]
     embedding: np.ndarray | None
     quality: Quality | None = None
+    crop: np.ndarray | None = None  # the aligned 112x112 crop, when asked for (kept crops, shadow model)
 
     @property
     def area(self) -> float:
@@ -78,12 +79,13 @@ def align(bgr: np.ndarray, kps: np.ndarray) -> list[np.ndarray]:
 
 
 def analyse(model: FaceModel, image: DecodedImage, det_size: int, *, embed: bool = True,
-            timings: dict | None = None, deadline=None, with_quality: bool = False) -> list[DetectedFace]:
+            timings: dict | None = None, deadline=None, with_quality: bool = False,
+            keep_crops: bool = False) -> list[DetectedFace]:
     """All faces of the image, largest first; `timings` receives detect_ms and embed_ms."""
     t0 = time.perf_counter()
     boxes, kps = detect_faces(model, image.bgr, det_size, deadline)
     t1 = time.perf_counter()
-    embeddings, qualities = None, None
+    embeddings, qualities, kept = None, None, None
     if embed and len(boxes):
         crops = align(image.bgr, kps)
         try:
@@ -92,6 +94,7 @@ def analyse(model: FaceModel, image: DecodedImage, det_size: int, *, embed: bool
             embeddings = model.embed(crops, deadline)
             if with_quality:
                 qualities = [measure(k * image.scale, c) for k, c in zip(kps, crops, strict=True)]
+            kept = crops if keep_crops else None
         finally:
             del crops
     t2 = time.perf_counter()
@@ -106,6 +109,7 @@ def analyse(model: FaceModel, image: DecodedImage, det_size: int, *, embed: bool
             landmarks=[[round(float(x) * s, 1), round(float(y) * s, 1)] for x, y in kps[i]],
             embedding=None if embeddings is None else embeddings[i],
             quality=None if qualities is None else qualities[i],
+            crop=None if kept is None else kept[i],
         )
         for i in range(len(boxes))
     ]
@@ -114,7 +118,8 @@ def analyse(model: FaceModel, image: DecodedImage, det_size: int, *, embed: bool
 
 
 def analyse_bytes(model: FaceModel, data: bytes, settings, *, embed: bool = True, timings: dict | None = None,
-                  deadline=None, with_quality: bool = False) -> tuple[list[DetectedFace], tuple[int, int]]:
+                  deadline=None, with_quality: bool = False,
+                  keep_crops: bool = False) -> tuple[list[DetectedFace], tuple[int, int]]:
     """Decode an upload and analyse it; return the faces and the (width, height) of the photo."""
     t0 = time.perf_counter()
     image = decode_image(data, max_pixels=settings.MAX_IMAGE_PIXELS, max_side=settings.DECODE_MAX_SIDE)
@@ -124,7 +129,7 @@ def analyse_bytes(model: FaceModel, data: bytes, settings, *, embed: bool = True
         if deadline is not None:
             deadline.check("decode")
         faces = analyse(model, image, settings.DET_SIZE, embed=embed, timings=timings, deadline=deadline,
-                        with_quality=with_quality)
+                        with_quality=with_quality, keep_crops=keep_crops)
         return faces, (image.width, image.height)
     finally:
         image.bgr = None

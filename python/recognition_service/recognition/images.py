@@ -123,3 +123,23 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         peak = arr.max() or 1.0
         return Image.fromarray((arr * (255.0 / peak)).astype(np.uint8)).convert("RGB")
     return img.convert("RGB")
+
+
+def encode_crop(crop: np.ndarray) -> bytes:
+    """An aligned face crop as PNG: lossless, so a later model embeds exactly what enrolment saw."""
+    import cv2
+
+    ok, buf = cv2.imencode(".png", crop)
+    if not ok:
+        raise ValueError("could not encode the face crop")
+    return buf.tobytes()
+
+
+def decode_crop(png: bytes) -> np.ndarray:
+    """A kept crop back to the 112x112 BGR array the recogniser takes."""
+    import cv2
+
+    crop = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+    if crop is None or crop.shape[:2] != (112, 112):
+        raise ValueError("a kept face crop is not a 112x112 image")
+    return crop

@@ -213,10 +213,14 @@ def _runs_batched(session) -> bool:
 
 
 class ModelProvider:
-    """Loads the model once per process under a lock; remembers why it failed and retries later."""
+    """Loads the model once per process under a lock; remembers why it failed and retries later.
 
-    def __init__(self, settings, on_loaded=None):
+    `pack`: a model folder to load instead of the configured model (the shadow model of a model change).
+    """
+
+    def __init__(self, settings, on_loaded=None, pack: Path | None = None):
         self._settings = settings
+        self._pack = pack
         self._on_loaded = on_loaded
         self._lock = threading.Lock()
         self._model: FaceModel | None = None
@@ -235,7 +239,7 @@ class ModelProvider:
                 raise ModelUnavailable(f"model not loaded: {self._error}")
             s = self._settings
             try:
-                self._model = load_face_model(resolve_model_pack(s), threads=s.ort_threads,
+                self._model = load_face_model(self._pack or resolve_model_pack(s), threads=s.ort_threads,
                                               det_threshold=s.DET_THRESHOLD, concurrency=s.inference_concurrency,
                                               dequantize=s.MODEL_DEQUANTIZE)
             except Exception as exc:  # noqa: BLE001 - any load failure leaves the service up and degraded
@@ -253,7 +257,8 @@ class ModelProvider:
         """Loaded model info, or the reason it is not loaded."""
         if self._model is not None:
             return {"loaded": True, **self._model.info.to_dict()}
-        return {"loaded": False, "error": self._error or "not loaded yet", "path": str(self._settings.model_path)}
+        return {"loaded": False, "error": self._error or "not loaded yet",
+                "path": str(self._pack or self._settings.model_path)}
 
     @property
     def loaded(self) -> FaceModel | None:

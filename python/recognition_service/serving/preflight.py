@@ -73,6 +73,12 @@ def check_model(settings) -> Path:
     except Exception as exc:  # noqa: BLE001 - download or file errors all mean: no usable model
         raise PreflightError(f"model not usable: {exc} (set MODEL_DIR to a model pack folder; "
                              "see README, Installing buffalo_l offline)") from None
+    if settings.shadow_path is not None:
+        try:
+            find_pack_models(settings.shadow_path)
+        except Exception as exc:  # noqa: BLE001
+            raise PreflightError(f"SHADOW_MODEL_DIR not usable: {exc} (a model pack folder, or unset it; "
+                                 "see README, Change the model)") from None
     return pack
 
 

@@ -12,7 +12,7 @@ from recognition_service.errors import ValidationFailed
 STUDENT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")
 
 _STUDENT_COLUMNS = """s.student_id, s.name, s.created_at, s.updated_at,
-    (SELECT count(*) FROM faces f WHERE f.student_id = s.student_id) AS face_count"""
+    (SELECT count(DISTINCT f.image_sha256) FROM faces f WHERE f.student_id = s.student_id) AS face_count"""
 
 
 def check_student_id(student_id: str) -> str:
@@ -81,19 +81,35 @@ def search_students(conn, query: str, limit: int) -> list[dict]:
 
 
 def list_faces(conn, student_id: str) -> list[dict]:
-    """A student's enrolled faces: id, detection score, size, when."""
+    """A student's enrolled photos, one entry each: the first face id, detection score, size, quality, the
+    models that have an embedding of it (fingerprint prefixes) and whether its crop is kept for re-embedding."""
     with conn.cursor() as cur:
         cur.execute("""SELECT face_id, det_score, bbox, model_fingerprint, created_at, quality, image_sha256 FROM faces
                        WHERE student_id = %s ORDER BY face_id""", (student_id,))
-        return [{"face_id": r[0], "det_score": round(float(r[1]), 3),
-                 "size_px": round(min(r[2][2] - r[2][0], r[2][3] - r[2][1])), "fingerprint": r[3][:12],
-                 "created_at": r[4].isoformat(timespec="seconds"), "quality": r[5] or {}, "image_sha256": r[6]}
-                for r in cur.fetchall()]
+        rows = cur.fetchall()
+        cur.execute("SELECT image_sha256 FROM face_crops WHERE student_id = %s", (student_id,))
+        kept = {r[0] for r in cur.fetchall()}
+    photos: dict[str, dict] = {}
+    for r in rows:
+        photo = photos.get(r[6])
+        if photo is None:
+            photos[r[6]] = {"face_id": r[0], "det_score": round(float(r[1]), 3),
+                            "size_px": round(min(r[2][2] - r[2][0], r[2][3] - r[2][1])), "fingerprint": r[3][:12],
+                            "models": [r[3][:12]], "crop_kept": r[6] in kept,
+                            "created_at": r[4].isoformat(timespec="seconds"), "quality": r[5] or {},
+                            "image_sha256": r[6]}
+        else:
+            photo["models"].append(r[3][:12])
+    return list(photos.values())
 
 
 def add_face(conn, student_id: str, *, fingerprint: str, embedding: np.ndarray, det_score: float,
-             bbox: list[float], image_sha256: str, quality: dict | None = None) -> tuple[int, bool]:
-    """Store one embedding; the same photo enrolled twice returns the existing face. Returns (face_id, new)."""
+             bbox: list[float], image_sha256: str, quality: dict | None = None,
+             crop_png: bytes | None = None) -> tuple[int, bool]:
+    """Store one embedding (and the photo's aligned crop, when kept); the same photo enrolled twice returns
+    the existing face. Returns (face_id, new)."""
+    if crop_png is not None:
+        add_crop(conn, student_id, image_sha256, crop_png)
     with conn.cursor() as cur:
         cur.execute(
             "INSERT INTO faces (student_id, model_fingerprint, embedding, det_score, bbox, image_sha256, quality) "
@@ -109,11 +125,23 @@ def add_face(conn, student_id: str, *, fingerprint: str, embedding: np.ndarray, 
         return cur.fetchone()[0], False
 
 
-def delete_face(conn, student_id: str, face_id: int) -> bool:
-    """Delete one enrolled face of a student."""
+def add_crop(conn, student_id: str, image_sha256: str, png: bytes) -> None:
+    """Keep the aligned crop of an enrolled photo (KEEP_FACE_CROPS), for a later model to embed."""
     with conn.cursor() as cur:
-        cur.execute("DELETE FROM faces WHERE student_id = %s AND face_id = %s", (student_id, face_id))
-        return cur.rowcount > 0
+        cur.execute("INSERT INTO face_crops (student_id, image_sha256, crop) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (student_id, image_sha256) DO NOTHING", (student_id, image_sha256, png))
+
+
+def delete_face(conn, student_id: str, face_id: int) -> bool:
+    """Delete one enrolled photo of a student: its embeddings under every model and its kept crop."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT image_sha256 FROM faces WHERE student_id = %s AND face_id = %s", (student_id, face_id))
+        row = cur.fetchone()
+        if row is None:
+            return False
+        cur.execute("DELETE FROM faces WHERE student_id = %s AND image_sha256 = %s", (student_id, row[0]))
+        cur.execute("DELETE FROM face_crops WHERE student_id = %s AND image_sha256 = %s", (student_id, row[0]))
+        return True
 
 
 def names_for(conn, student_ids: set[str]) -> dict[str, str]:
@@ -126,7 +154,7 @@ def names_for(conn, student_ids: set[str]) -> dict[str, str]:
 
 
 def enrollment_counts(conn, fingerprint: str | None) -> dict:
-    """Embeddings of the loaded model and of other models (ignored by matching)."""
+    """Embeddings of the loaded model and of other models (ignored by matching, kept for a switch back)."""
     with conn.cursor() as cur:
         cur.execute("SELECT model_fingerprint = %s, count(*) FROM faces GROUP BY 1", (fingerprint or "",))
         counts = dict(cur.fetchall())

@@ -1,0 +1,143 @@
+"""One thread per process that gives every kept face crop an embedding of each loaded model.
+
+The models are the one in use and, during a model change, the shadow model (SHADOW_MODEL_DIR). Per
+model, one process at a time holds the job through a lease in PostgreSQL (reembedding_jobs, renewed
+with every batch, as sessions are); each batch's embeddings and the lease renewal commit together, so a
+process killed mid-batch leaves nothing half-done and the next owner starts from the crops still
+lacking an embedding: no photo is embedded twice. Paced by REEMBED_MAX_FACES_PER_S beside live traffic.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from recognition_service import metrics
+from recognition_service.errors import ServiceUnavailable
+from recognition_service.model_change import store
+from recognition_service.recognition.images import decode_crop
+from recognition_service.retry import Backoff
+
+log = logging.getLogger(__name__)
+
+
+class Reembedder:
+    """Claims each loaded model's re-embedding job in turn and works through the kept crops it lacks."""
+
+    def __init__(self, *, db, models, settings, runner_id: str, ensure_schema=lambda: None):
+        self._db, self._models, self._settings = db, models, settings  # models: ModelProviders
+        self.runner_id = runner_id
+        self._ensure_schema = ensure_schema
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._backoff = Backoff(1.0, 60.0)
+        self._failures = 0
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="reembedder", daemon=True)
+            self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float) -> None:
+        """Stop after the batch in hand and release the jobs so another process resumes at once."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        try:
+            with self._db.get_db_conn() as conn:
+                store.release_jobs(conn, self.runner_id)
+        except Exception as exc:  # noqa: BLE001 - the lease expires anyway
+            log.info("re-embedding jobs not released at stop: %s", exc)
+
+    def _run(self) -> None:
+        crops_checked = False
+        while not self._stop.is_set():
+            worked = False
+            try:
+                self._ensure_schema()
+                if not crops_checked:
+                    self._forget_crops_unless_kept()
+                    crops_checked = True
+                for provider in self._models:
+                    if self._stop.is_set():
+                        break
+                    try:
+                        model = provider.get()
+                    except ServiceUnavailable:
+                        continue  # the model reports its own failure; its job waits
+                    worked |= self.work_on(model)
+                self._failures = 0
+            except Exception as exc:  # noqa: BLE001 - the database may be down: retry with backoff
+                self._failures += 1
+                log.warning("re-embedding paused: %s", exc)
+                self._stop.wait(self._backoff.delay(self._failures))
+                continue
+            if not worked:
+                self._wake.wait(self._settings.REEMBED_POLL_S)
+                self._wake.clear()
+
+    def _forget_crops_unless_kept(self) -> None:
+        if self._settings.KEEP_FACE_CROPS:
+            return
+        with self._db.get_db_conn() as conn:
+            removed = store.delete_all_crops(conn)
+        if removed:
+            log.info("KEEP_FACE_CROPS is off: %d kept face crops deleted", removed)
+
+    def work_on(self, model) -> bool:
+        """Embed this model's missing crops while this process holds its job; True when it did any work."""
+        s, fingerprint = self._settings, model.info.fingerprint
+        with self._db.get_db_conn() as conn:
+            if not store.has_pending(conn, fingerprint):
+                return False
+            if not store.claim_job(conn, fingerprint, model.info.name, self.runner_id, s.REEMBED_LEASE_S):
+                return False  # another process is on it
+        log.info("re-embedding kept face crops with %s (%s)", model.info.name, fingerprint[:12])
+        size = s.REEMBED_BATCH
+        if s.REEMBED_MAX_FACES_PER_S > 0:  # a paced batch must end well inside the lease it renews
+            size = max(1, min(size, int(s.REEMBED_MAX_FACES_PER_S * s.REEMBED_LEASE_S / 3)))
+        done = 0
+        while not self._stop.is_set():
+            with self._db.get_db_conn() as conn:
+                batch = store.pending_crops(conn, fingerprint, size)
+                metrics.REEMBED_REMAINING.labels(model.info.name).set(
+                    store.progress(conn, fingerprint)["remaining"] if batch else 0)
+                if not batch:
+                    store.finish_job(conn, fingerprint, self.runner_id)
+                    log.info("re-embedding with %s done: %d faces embedded by this process", model.info.name, done)
+                    return True
+            started = time.perf_counter()
+            readable, crops = [], []
+            for item in batch:
+                try:
+                    crops.append(decode_crop(item.png))
+                    readable.append(item)
+                except ValueError as exc:
+                    log.error("kept crop of %s unreadable (%s): dropped; that photo needs enrolling again",
+                              item.student_id, exc)
+                    with self._db.get_db_conn() as conn:
+                        store.drop_crop(conn, item.student_id, item.image_sha256)
+            embeddings = model.embed(crops)
+            busy = time.perf_counter() - started
+            try:
+                with self._db.get_db_conn() as conn:
+                    added = store.store_batch(conn, fingerprint, self.runner_id, s.REEMBED_LEASE_S, readable,
+                                              embeddings, busy)
+            except store.JobLost:
+                log.warning("re-embedding with %s taken over by another process", model.info.name)
+                return True
+            done += len(readable)
+            metrics.REEMBEDDED.labels(model.info.name).inc(added)
+            if s.REEMBED_MAX_FACES_PER_S > 0:
+                self._stop.wait(max(0.0, len(readable) / s.REEMBED_MAX_FACES_PER_S - busy))
+        return True

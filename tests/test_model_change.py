@@ -1,0 +1,185 @@
+"""Kept face crops and a model change, in process: real PostgreSQL, the real models of ../shared/models.
+
+The whole upgrade through real Gunicorn servers (shadow, kill during re-embedding, switch, switch back,
+purge) is in test_model_upgrade.py.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+
+import cv2
+import numpy as np
+import psycopg2
+import pytest
+from devtools.shared import IDENTITIES, MODEL_PACK
+from recognition_service.model_change import store
+from recognition_service.model_change.reembedder import Reembedder
+from recognition_service.model_change.shadow import Sample, ShadowComparer, outcome
+
+SHADOW_PACK = MODEL_PACK.parent / "mobilefacenet_128d"
+
+
+def _people(n: int) -> list:
+    """People with a third photo (two enrolled, one to recognise)."""
+    return [p for p in sorted(IDENTITIES.iterdir()) if p.is_dir() and len(list(p.iterdir())) >= 3][:n]
+
+
+def _enrol(client, person, photos=(0, 1)) -> None:
+    files = sorted(person.iterdir())
+    data = {"image": [(io.BytesIO(files[i].read_bytes()), files[i].name) for i in photos]}
+    r = client.post(f"/api/v1/students/{person.name}/faces", data=data)
+    assert r.status_code == 201, r.json
+
+
+def _rows(url: str, sql: str, args=()) -> list:
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute(sql, args)
+        return cur.fetchall()
+
+
+def _reembedder(app) -> Reembedder:
+    state = app.extensions["recognition"]
+    models = [p for p in (state.models, state.shadow_models) if p]
+    return Reembedder(db=state.db, models=models, settings=state.settings,
+                      runner_id="test-runner", ensure_schema=state.ensure_schema)
+
+
+def test_an_enrolled_face_keeps_its_aligned_crop_which_the_api_never_serves(client, database_url):
+    person = _people(1)[0]
+    _enrol(client, person)
+    crops = _rows(database_url, "SELECT image_sha256, crop FROM face_crops WHERE student_id = %s", (person.name,))
+    assert len(crops) == 2
+    for _, png in crops:
+        crop = cv2.imdecode(np.frombuffer(bytes(png), np.uint8), cv2.IMREAD_COLOR)
+        assert crop.shape == (112, 112, 3) and crop.std() > 10  # a face, not a blank
+    # The crop is the one embedded: embedding it again gives the stored embedding.
+    state = client.application.extensions["recognition"]
+    model = state.models.get()
+    stored = _rows(database_url, "SELECT image_sha256, embedding FROM faces WHERE student_id = %s", (person.name,))
+    by_sha = {sha: np.frombuffer(bytes(blob), np.float32) for sha, blob in stored}
+    for sha, png in crops:
+        again = model.embed([cv2.imdecode(np.frombuffer(bytes(png), np.uint8), cv2.IMREAD_COLOR)])[0]
+        assert float(again @ by_sha[sha]) > 0.999
+    # Never served: no endpoint that shows the student's faces carries pixels.
+    faces = client.get(f"/api/v1/students/{person.name}/faces").json["faces"]
+    assert len(faces) == 2 and all(f["crop_kept"] for f in faces)
+    for path in (f"/api/v1/students/{person.name}", f"/api/v1/students/{person.name}/faces", "/api/v1/students",
+                 "/api/v1/models", "/health"):
+        r = client.get(path)
+        assert r.status_code == 200 and len(r.data) < 8000 and b"iVBOR" not in r.data  # no PNG, no base64
+    # Deleting one face removes its crop; deleting the student removes the rest.
+    assert client.delete(f"/api/v1/students/{person.name}/faces/{faces[0]['face_id']}").status_code == 204
+    assert len(_rows(database_url, "SELECT 1 FROM face_crops")) == 1
+    assert client.delete(f"/api/v1/students/{person.name}").status_code == 204
+    assert _rows(database_url, "SELECT count(*) FROM face_crops")[0][0] == 0
+
+
+def test_without_keep_face_crops_none_is_kept_and_earlier_ones_are_deleted(make_app, database_url):
+    first, second = _people(2)
+    keeping = make_app()
+    _enrol(keeping.test_client(), first)
+    assert _rows(database_url, "SELECT count(*) FROM face_crops")[0][0] == 2
+    off = make_app(KEEP_FACE_CROPS="false")
+    _enrol(off.test_client(), second)
+    assert _rows(database_url, "SELECT DISTINCT student_id FROM face_crops") == [(first.name,)]
+    worker = _reembedder(off)
+    worker.start()
+    try:
+        for _ in range(100):
+            if _rows(database_url, "SELECT count(*) FROM face_crops")[0][0] == 0:
+                break
+            threading.Event().wait(0.1)
+    finally:
+        worker.stop(5)
+    assert _rows(database_url, "SELECT count(*) FROM face_crops")[0][0] == 0
+    # the photos themselves stay enrolled, and are listed as needing a new photo for another model
+    assert off.test_client().get(f"/api/v1/students/{first.name}").json["face_count"] == 2
+    with psycopg2.connect(database_url) as conn:
+        assert {p["student_id"] for p in store.needs_reenrolment(conn, "another-model")} == {first.name, second.name}
+
+
+def test_the_shadow_model_embeds_every_kept_crop_once_and_only_under_its_lease(make_app, database_url):
+    app = make_app(SHADOW_MODEL_DIR=str(SHADOW_PACK), REEMBED_BATCH=3)
+    client = app.test_client()
+    for person in _people(4):
+        _enrol(client, person)
+    state = app.extensions["recognition"]
+    shadow = state.shadow_models.get()
+    assert shadow.info.embedding_size == 128 and shadow.info.fingerprint != state.models.get().info.fingerprint
+    status = client.get("/api/v1/models").json
+    assert status["reembedding"]["shadow"] == {"kept_crops": 8, "embedded": 0, "remaining": 8, "state": "waiting"}
+    assert status["needs_reenrolment"] == {"active": 0, "shadow": 0}
+
+    # Another live runner holds the job: this one embeds nothing.
+    with psycopg2.connect(database_url) as conn:
+        assert store.claim_job(conn, shadow.info.fingerprint, shadow.info.name, "someone-else", 60)
+    worker = _reembedder(app)
+    assert worker.work_on(shadow) is False
+    assert _rows(database_url, "SELECT count(*) FROM faces WHERE model_fingerprint = %s",
+                 (shadow.info.fingerprint,))[0][0] == 0
+    # Its lease lapses: this one takes over (a second run) and embeds all 8, in batches of 3.
+    _rows(database_url, "UPDATE reembedding_jobs SET lease_expires_at = now() - interval '1 second' RETURNING 1")
+    assert worker.work_on(shadow) is True
+    rows = _rows(database_url, "SELECT student_id, image_sha256, embedding FROM faces WHERE model_fingerprint = %s",
+                 (shadow.info.fingerprint,))
+    assert len(rows) == 8 and len({(s, h) for s, h, _ in rows}) == 8
+    assert all(len(bytes(blob)) == 128 * 4 for _, _, blob in rows)
+    job = _rows(database_url, "SELECT embedded, runs, owner, finished_at IS NOT NULL FROM reembedding_jobs "
+                              "WHERE model_fingerprint = %s", (shadow.info.fingerprint,))[0]
+    assert job == (8, 2, None, True)
+    assert worker.work_on(shadow) is False  # nothing left: no second embedding of anything
+    status = client.get("/api/v1/models").json["reembedding"]["shadow"]
+    assert status["remaining"] == 0 and status["state"] == "done" and status["faces_per_second"] > 0
+    # The students' face counts are photos, not embeddings.
+    assert client.get(f"/api/v1/students/{_people(1)[0].name}").json["face_count"] == 2
+    faces = client.get(f"/api/v1/students/{_people(1)[0].name}/faces").json["faces"]
+    assert [len(f["models"]) for f in faces] == [2, 2]
+
+
+def test_a_lost_lease_writes_nothing(make_app, database_url):
+    app = make_app(SHADOW_MODEL_DIR=str(SHADOW_PACK))
+    _enrol(app.test_client(), _people(1)[0])
+    shadow = app.extensions["recognition"].shadow_models.get()
+    fingerprint = shadow.info.fingerprint
+    with psycopg2.connect(database_url) as conn:
+        assert store.claim_job(conn, fingerprint, shadow.info.name, "me", 60)
+        batch = store.pending_crops(conn, fingerprint, 10)
+    _rows(database_url, "UPDATE reembedding_jobs SET owner = 'other' RETURNING 1")  # taken over meanwhile
+    with psycopg2.connect(database_url) as conn, pytest.raises(store.JobLost):
+        store.store_batch(conn, fingerprint, "me", 60, batch, np.zeros((len(batch), 128), np.float32), 0.1)
+    assert _rows(database_url, "SELECT count(*) FROM faces WHERE model_fingerprint = %s", (fingerprint,))[0][0] == 0
+
+
+def test_outcomes_of_a_shadow_comparison():
+    assert outcome("a", "a") == outcome(None, None) == "agreed"
+    assert outcome("a", None) == "only_active_named"
+    assert outcome(None, "a") == "only_shadow_named"
+    assert outcome("a", "b") == "named_differently"
+
+
+def test_shadow_matching_agrees_on_enrolled_students_and_on_strangers(make_app, database_url):
+    app = make_app(SHADOW_MODEL_DIR=str(SHADOW_PACK))
+    client = app.test_client()
+    people = _people(8)
+    for person in people[:6]:
+        _enrol(client, person)
+    state = app.extensions["recognition"]
+    active, shadow = state.models.get(), state.shadow_models.get()
+    assert _reembedder(app).work_on(shadow)
+    comparer = ShadowComparer(engine=state.shadow_engine, db=state.db, sample_rate=1.0)
+    totals: dict = {}
+    for person in people:  # six enrolled, two strangers; a photo not enrolled
+        photo = sorted(person.iterdir())[2].read_bytes()
+        faces, _ = state.engine.photo(active, photo, keep_crops=True)
+        faces = faces[:1]
+        named = [w.student_id for w in state.engine.identify(active, np.stack([f.embedding for f in faces]))]
+        for k, v in comparer.compare(Sample(active.info.fingerprint, [f.crop for f in faces], named, None)).items():
+            totals[k] = totals.get(k, 0) + v
+    report = client.get("/api/v1/models").json["agreement"]
+    assert report["compared"] == 8 == sum(totals.values())
+    assert report["agreed"] == totals.get("agreed", 0) >= 6 and report["rate"] == round(report["agreed"] / 8, 4)
+    assert totals.get("named_differently", 0) == 0
+    health = client.get("/health").json["model_change"]["agreement"]
+    assert health["compared"] == 8 and health["rate"] == report["rate"]
