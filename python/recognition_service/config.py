@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     # process; kept crops are embedded with it in the background and a sample of recognitions compared.
     SHADOW_MODEL_DIR: Path | None = None
     SHADOW_RECOGNITION_THRESHOLD: float | None = Field(None, ge=-1, le=1)  # default: the shadow model's measured one
-    SHADOW_SAMPLE_RATE: float = Field(0.2, ge=0, le=1)  # share of /recognize requests also matched in shadow
+    SHADOW_SAMPLE_RATE: float = Field(0.2, ge=0, le=1)  # share of /recognize requests and camera batches also matched
     KEEP_FACE_CROPS: bool = True  # keep each enrolled face's aligned 112x112 crop (false: none, old ones deleted)
     REEMBED_BATCH: int = Field(16, ge=1, le=256)  # crops embedded per transaction
     REEMBED_MAX_FACES_PER_S: float = Field(0.0, ge=0)  # pace of re-embedding beside live traffic; 0: no limit

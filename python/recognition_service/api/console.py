@@ -22,6 +22,7 @@ from recognition_service.api import sessions as sessions_api
 from recognition_service.api import students as students_api
 from recognition_service.api.auth import count_failure, limit_actor, refuse_while_blocked
 from recognition_service.api.context import get_db, service_state
+from recognition_service.api.models import model_change_status
 from recognition_service.callbacks import outbox
 from recognition_service.errors import ApiError
 from recognition_service.recognition.thresholds import describe
@@ -281,8 +282,9 @@ def service():
                        GROUP BY s.slot_id HAVING count(*) FILTER (WHERE d.status IN ('pending', 'dead')) > 0
                        ORDER BY s.slot_id""")
         backlog = cur.fetchall()
+        change = model_change_status(conn)
     return render_template("console/service.html", model=model.info.to_dict() if model else None,
-                           threshold=describe(state.settings, model.info) if model else None,
+                           threshold=describe(state.settings, model.info) if model else None, change=change,
                            runners=runners, backlog=backlog, pool=state.db.stats(), live=True)
 
 

@@ -1,6 +1,7 @@
 """The shadow model's side of a model change: a sample of recognitions matched again with the next model.
 
-/recognize offers a sampled request's aligned crops and who the model in use named; a background thread
+/recognize (a sampled request) and camera workers (a sampled batch of embedded faces) offer the aligned
+crops and who the model in use named in them, face by face; a background thread
 embeds them with the shadow model, matches them against the shadow model's gallery (its own threshold,
 the same margin and roster) and adds the outcome to the totals in PostgreSQL, which every process and
 /health share. The request never waits for the shadow: a full queue drops the sample (counted).

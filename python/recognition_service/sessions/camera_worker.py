@@ -2,10 +2,11 @@
 
 grabber (newest frame only) -> motion gate (skip the detector on an unchanged picture) -> engine.detect ->
 align each face -> tracker (which faces need an embedding) -> engine embeds those in one batch ->
-track_decision (name tracks from their accumulated embeddings) -> recorder.sighting.
+track_decision (name tracks from their accumulated embeddings) -> recorder.sighting. During a model change,
+a sample of embedded frames also goes to the shadow model (model_change/shadow.py), matched frame by frame.
 
 The worker is given everything it uses (the engine, the recorder, a clock, its settings, the stop event,
-the inference slots); it holds no reference to the session or the supervisor above it.
+the inference slots, the shadow comparer); it holds no reference to the session or the supervisor above it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 
 from recognition_service import metrics
 from recognition_service.errors import ServiceUnavailable
+from recognition_service.model_change.shadow import Sample
 from recognition_service.recognition.engine import align
 from recognition_service.retry import Backoff
 from recognition_service.security.egress import check_camera_url
@@ -58,8 +60,9 @@ class CameraWorker:
     """A grabber thread (newest frame only) and a processing thread (one frame per interval)."""
 
     def __init__(self, job: CameraJob, *, engine, recorder, settings, stopped: threading.Event,
-                 inference_slots, clock=time.monotonic):
+                 inference_slots, clock=time.monotonic, shadow=None):
         self.job, self.engine, self.recorder, self.settings = job, engine, recorder, settings
+        self.shadow = shadow  # a ShadowComparer during a model change, else None
         self.stopped, self.slots, self.clock = stopped, inference_slots, clock
         self.failures = settings.CAMERA_MAX_FAILURES if job.failed else 0
         self.dead = job.failed
@@ -171,6 +174,8 @@ class CameraWorker:
             return
         with self.slots:
             embeddings = model.embed([aligned[i] for i in to_embed])
+        if self.shadow is not None and self.shadow.wants_sample():
+            self._offer_to_shadow(model, [aligned[i] for i in to_embed], embeddings)
         del aligned
         embedded = [tracks[i] for i in to_embed]
         views = [observe(tracks[i], emb, face_weight(boxes[i, 4], boxes[i]), frame=frame, bbox=boxes[i, :4],
@@ -184,6 +189,13 @@ class CameraWorker:
             similarity_to=lambda vectors, sid: self.engine.similarity_to(model, vectors, sid))
         for seen in sightings:
             self.recorder.sighting(job.camera_id, seen)
+
+    def _offer_to_shadow(self, model, crops, embeddings) -> None:
+        """The shadow model judges these faces one frame at a time, so the model in use is asked the same way
+        here (not through its tracks): the agreement compares the two models, nothing else."""
+        job = self.job
+        single = self.engine.identify(model, embeddings, threshold=job.threshold, roster=job.roster, max_age_s=1.0)
+        self.shadow.offer(Sample(model.info.fingerprint, crops, [w.student_id for w in single], job.roster))
 
     def _file_unnamed(self, model, tracks) -> None:
         """Tracks that ended without a name become review items (one per person, grouped by the store)."""

@@ -13,7 +13,8 @@ from recognition_service.sessions.recorder import SessionRecorder
 class SessionRun:
     """Built by the supervisor from a claimed session and the collaborators its cameras need."""
 
-    def __init__(self, spec: store.SessionSpec, *, engine, db, runner_id: str, settings, inference_slots):
+    def __init__(self, spec: store.SessionSpec, *, engine, db, runner_id: str, settings, inference_slots,
+                 shadow=None):
         self.spec = spec
         self.stopped = threading.Event()
         self.recorder = SessionRecorder(db=db, runner_id=runner_id, spec=spec, evidence_dir=settings.evidence_dir,
@@ -22,7 +23,7 @@ class SessionRun:
             cid: CameraWorker(CameraJob(spec.slot_id, cid, url, spec.frame_interval_ms / 1000, spec.threshold,
                                         spec.roster, cid in spec.failed_cameras),
                               engine=engine, recorder=self.recorder, settings=settings, stopped=self.stopped,
-                              inference_slots=inference_slots)
+                              inference_slots=inference_slots, shadow=shadow)
             for cid, url in spec.cameras.items()}
 
     @property

@@ -146,7 +146,7 @@ class SessionSupervisor:
         log.info("session of slot %s (id %s) claimed by %s: %d camera(s), %d student(s) already recognised",
                  spec.slot_id, spec.session_id, self.runner_id, len(spec.cameras), len(spec.seen))
         handle = SessionRun(spec, engine=self.state.engine, db=self.state.db, runner_id=self.runner_id,
-                            settings=self.settings, inference_slots=self.camera_slots)
+                            settings=self.settings, inference_slots=self.camera_slots, shadow=self.state.shadow)
         self.handles[spec.session_id] = handle
         handle.start()
         self._wake.set()  # look again soon: there may be more to take
