@@ -59,7 +59,7 @@ def test_deleting_a_student_erases_every_trace(database_url, tmp_path, video):
         assert sid not in log_text and name not in log_text
         with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
             cur.execute("SELECT relname FROM pg_stat_user_tables WHERE last_vacuum IS NOT NULL")
-            assert {"students", "faces", "events", "deliveries"} <= {r[0] for r in cur.fetchall()}
+            assert {"students", "faces", "face_crops", "events", "deliveries"} <= {r[0] for r in cur.fetchall()}
     finally:
         server.kill()
         receiver.close()

@@ -45,6 +45,9 @@ REEMBED_REMAINING = Gauge("recognizer_reembedding_remaining", "Kept face crops s
                           ["model"], multiprocess_mode="livemax")
 SHADOW_COMPARISONS = Counter("recognizer_shadow_comparisons_total",
                              "Faces matched by both the model in use and the shadow model, by outcome", ["outcome"])
+SHADOW_AGREEMENT = Gauge("recognizer_shadow_agreement_ratio",
+                         "Share of faces the shadow model named as the model in use did, since the shadow started",
+                         multiprocess_mode="livemostrecent")
 SHADOW_DROPPED = Counter("recognizer_shadow_samples_dropped_total", "Shadow samples dropped (queue full)")
 CALLBACKS = Counter("recognizer_callbacks_total", "Callback delivery attempts by outcome", ["outcome"])
 CALLBACK_LATENCY = Histogram("recognizer_callback_delivery_seconds", "From event to delivered callback",

@@ -69,8 +69,12 @@ def health():
         warnings.append(f"{missing} enrolled photo(s) have no embedding of the current model and no kept crop to "
                         "make one: enrol those students again (GET /api/v1/models/needs-reenrolment?model=active)")
     change = body.get("model_change") or {}
-    if change.get("shadow") and not change["shadow"].get("loaded"):
-        warnings.append(f"the shadow model (SHADOW_MODEL_DIR) is not loaded: {change['shadow'].get('error')}")
+    shadow = change.get("shadow")
+    if shadow and not shadow.get("loaded"):
+        warnings.append(f"the shadow model (SHADOW_MODEL_DIR) is not loaded: {shadow.get('error')}")
+    elif shadow and shadow.get("fingerprint") == change["active"].get("fingerprint"):
+        warnings.append("SHADOW_MODEL_DIR holds the model in use: nothing is being compared; "
+                        "point it at the next model")
     if warnings:
         result["warnings"] = warnings
     return jsonify(result), 503 if reasons else 200

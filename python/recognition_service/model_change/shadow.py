@@ -97,4 +97,7 @@ class ShadowComparer:
             metrics.SHADOW_COMPARISONS.labels(kind).inc()
         with self._db.get_db_conn() as conn:
             store.record_comparisons(conn, sample.active_fingerprint, model.info.fingerprint, counts)
+            rate = store.agreement(conn, sample.active_fingerprint, model.info.fingerprint)["rate"]
+        if rate is not None:
+            metrics.SHADOW_AGREEMENT.set(rate)
         return counts

@@ -8,7 +8,8 @@ from recognition_service.security.audit import pseudonym
 
 
 def erase_student(conn, student_id: str) -> tuple[bool, list[tuple[str, str]]]:
-    """Delete the student, their embeddings, recognitions, evidence rows and every event naming them.
+    """Delete the student, their embeddings and kept face crops (by cascade), recognitions, evidence rows and
+    every event naming them.
 
     Returns (existed, evidence file pairs to remove after commit). Batched callback bodies keep the
     other students; a body left empty is deleted. Audit entries about the student are pseudonymised.
@@ -43,8 +44,8 @@ def erase_student(conn, student_id: str) -> tuple[bool, list[tuple[str, str]]]:
     return existed, files
 
 
-ERASURE_TABLES = ("students", "faces", "evidence", "session_recognitions", "events", "deliveries", "audit_log",
-                  "sessions", "review_items", "impostor_pairs")
+ERASURE_TABLES = ("students", "faces", "face_crops", "evidence", "session_recognitions", "events", "deliveries",
+                  "audit_log", "sessions", "review_items", "impostor_pairs")
 
 
 def vacuum_after_erasure(db) -> None:
