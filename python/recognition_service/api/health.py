@@ -13,7 +13,6 @@ from recognition_service._version import __version__
 from recognition_service.api.context import get_db, service_state
 from recognition_service.api.models import model_change_status
 from recognition_service.errors import ServiceUnavailable
-from recognition_service.model_change.store import count_needs_reenrolment
 from recognition_service.recognition.thresholds import describe
 from recognition_service.students.store import enrollment_counts
 
@@ -34,10 +33,10 @@ def _check(with_model_change: bool = False) -> tuple[dict, list[str]]:
     try:
         with get_db() as conn:
             body["enrollments"] = enrollment_counts(conn, model.info.fingerprint if model else None)
-            if model is not None:
-                body["enrollments"]["needs_reenrolment"] = count_needs_reenrolment(conn, model.info.fingerprint)
-            if with_model_change:
+            if with_model_change:  # /health only: readiness probes stay one cheap query
                 body["model_change"] = model_change_status(conn)
+                if model is not None:
+                    body["enrollments"]["needs_reenrolment"] = body["model_change"]["needs_reenrolment"]["active"]
         body["database"] = "ok"
     except ServiceUnavailable as exc:
         body["database"] = f"unavailable: {exc.message}"

@@ -11,12 +11,12 @@ import hashlib
 import hmac
 import json
 import logging
-import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from recognition_service import metrics
+from recognition_service.background import BackgroundLoop
 from recognition_service.callbacks import outbox
 from recognition_service.callbacks.retention import delete_expired_deliveries
 from recognition_service.callbacks.transport import Reply, TransportError
@@ -81,7 +81,7 @@ def decide(reply: Reply | None, error: str, *, attempts: int, age_s: float, max_
     return Outcome(False, status, error, max(retry_after or 0.0, wait))
 
 
-class CallbackSender:
+class CallbackSender(BackgroundLoop):
     """Batches events, claims due deliveries and posts them; never drops one before its max age.
 
     Given its collaborators: the database, the settings and `post(url, body, headers) -> Reply` (the
@@ -89,51 +89,19 @@ class CallbackSender:
     """
 
     def __init__(self, *, db, settings, post, ensure_schema=lambda: None):
+        super().__init__("callback-sender", settings.CALLBACK_POLL_S)
         self.db, self.settings, self.post = db, settings, post
         self._ensure_schema = ensure_schema
         self.backoff = Backoff(settings.CALLBACK_RETRY_BASE_S, settings.CALLBACK_RETRY_MAX_S, jitter=(0.5, 1.0))
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._last_error = ""
         self._last_count = 0.0
         self._last_sweep = 0.0
 
-    def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="callback-sender", daemon=True)
-            self._thread.start()
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def stop(self, timeout: float) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            busy = False
-            try:
-                self._ensure_schema()
-                self._batch()
-                busy = self._deliver_due()
-                self._sweep()
-                self._last_error = ""
-            except Exception as exc:  # noqa: BLE001 - database down: try again next tick
-                message = f"{type(exc).__name__}: {exc}".splitlines()[0]
-                if message != self._last_error:
-                    log.warning("callback sender tick failed: %s", message)
-                self._last_error = message
-            if not busy:
-                self._wake.wait(self.settings.CALLBACK_POLL_S)
-                self._wake.clear()
+    def tick(self) -> bool:
+        self._ensure_schema()
+        self._batch()
+        busy = self._deliver_due()
+        self._sweep()
+        return busy
 
     def _batch(self) -> None:
         s = self.settings
@@ -148,7 +116,7 @@ class CallbackSender:
         with self.db.get_db_conn() as conn:
             due = outbox.claim_due(conn, 10, s.CALLBACK_READ_TIMEOUT_S + s.CALLBACK_CONNECT_TIMEOUT_S + 30)
         for item in due:
-            if self._stop.is_set():
+            if self.stopping:
                 break
             self.send(item)
         return bool(due)

@@ -10,10 +10,10 @@ lacking an embedding: no photo is embedded twice. Paced by REEMBED_MAX_FACES_PER
 from __future__ import annotations
 
 import logging
-import threading
 import time
 
 from recognition_service import metrics
+from recognition_service.background import BackgroundLoop
 from recognition_service.errors import ServiceUnavailable
 from recognition_service.model_change import store
 from recognition_service.recognition.images import decode_crop
@@ -22,69 +22,40 @@ from recognition_service.retry import Backoff
 log = logging.getLogger(__name__)
 
 
-class Reembedder:
+class Reembedder(BackgroundLoop):
     """Claims each loaded model's re-embedding job in turn and works through the kept crops it lacks."""
 
     def __init__(self, *, db, models, settings, runner_id: str, ensure_schema=lambda: None):
+        super().__init__("reembedder", settings.REEMBED_POLL_S, Backoff(1.0, 60.0))
         self._db, self._models, self._settings = db, models, settings  # models: ModelProviders
         self.runner_id = runner_id
         self._ensure_schema = ensure_schema
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._backoff = Backoff(1.0, 60.0)
-        self._failures = 0
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="reembedder", daemon=True)
-            self._thread.start()
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def wake(self) -> None:
-        self._wake.set()
+        self._crops_checked = False
 
     def stop(self, timeout: float) -> None:
         """Stop after the batch in hand and release the jobs so another process resumes at once."""
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        super().stop(timeout)
         try:
             with self._db.get_db_conn() as conn:
                 store.release_jobs(conn, self.runner_id)
         except Exception as exc:  # noqa: BLE001 - the lease expires anyway
             log.info("re-embedding jobs not released at stop: %s", exc)
 
-    def _run(self) -> None:
-        crops_checked = False
-        while not self._stop.is_set():
-            worked = False
+    def tick(self) -> bool:
+        self._ensure_schema()
+        if not self._crops_checked:
+            self._forget_crops_unless_kept()
+            self._crops_checked = True
+        worked = False
+        for provider in self._models:
+            if self.stopping:
+                break
             try:
-                self._ensure_schema()
-                if not crops_checked:
-                    self._forget_crops_unless_kept()
-                    crops_checked = True
-                for provider in self._models:
-                    if self._stop.is_set():
-                        break
-                    try:
-                        model = provider.get()
-                    except ServiceUnavailable:
-                        continue  # the model reports its own failure; its job waits
-                    worked |= self.work_on(model)
-                self._failures = 0
-            except Exception as exc:  # noqa: BLE001 - the database may be down: retry with backoff
-                self._failures += 1
-                log.warning("re-embedding paused: %s", exc)
-                self._stop.wait(self._backoff.delay(self._failures))
-                continue
-            if not worked:
-                self._wake.wait(self._settings.REEMBED_POLL_S)
-                self._wake.clear()
+                model = provider.get()
+            except ServiceUnavailable:
+                continue  # the model reports its own failure; its job waits
+            worked |= self.work_on(model)
+        return worked
 
     def _forget_crops_unless_kept(self) -> None:
         if self._settings.KEEP_FACE_CROPS:
@@ -106,12 +77,14 @@ class Reembedder:
         size = s.REEMBED_BATCH
         if s.REEMBED_MAX_FACES_PER_S > 0:  # a paced batch must end well inside the lease it renews
             size = max(1, min(size, int(s.REEMBED_MAX_FACES_PER_S * s.REEMBED_LEASE_S / 3)))
-        done = 0
-        while not self._stop.is_set():
+        done, counted = 0, float("-inf")
+        while not self.stopping:
             with self._db.get_db_conn() as conn:
                 batch = store.pending_crops(conn, fingerprint, size)
-                metrics.REEMBED_REMAINING.labels(model.info.name).set(
-                    store.progress(conn, fingerprint)["remaining"] if batch else 0)
+                if not batch or time.monotonic() - counted >= 5:  # a count of every crop: not per batch
+                    metrics.REEMBED_REMAINING.labels(model.info.name).set(
+                        store.progress(conn, fingerprint)["remaining"] if batch else 0)
+                    counted = time.monotonic()
                 if not batch:
                     store.finish_job(conn, fingerprint, self.runner_id)
                     log.info("re-embedding with %s done: %d faces embedded by this process", model.info.name, done)
@@ -139,5 +112,5 @@ class Reembedder:
             done += len(readable)
             metrics.REEMBEDDED.labels(model.info.name).inc(added)
             if s.REEMBED_MAX_FACES_PER_S > 0:
-                self._stop.wait(max(0.0, len(readable) / s.REEMBED_MAX_FACES_PER_S - busy))
+                self.pause(max(0.0, len(readable) / s.REEMBED_MAX_FACES_PER_S - busy))
         return True

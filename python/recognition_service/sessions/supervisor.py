@@ -18,6 +18,7 @@ import time
 import uuid
 
 from recognition_service import metrics
+from recognition_service.background import BackgroundLoop
 from recognition_service.sessions import store
 from recognition_service.sessions.evidence import remove_files
 from recognition_service.sessions.runner import SessionRun
@@ -25,40 +26,28 @@ from recognition_service.sessions.runner import SessionRun
 log = logging.getLogger(__name__)
 
 
-class SessionSupervisor:
+class SessionSupervisor(BackgroundLoop):
     """Claims, renews and releases session leases for this process and runs the owned sessions."""
 
     def __init__(self, state):
+        super().__init__("session-supervisor", state.settings.SESSION_POLL_S)
         self.state = state
         self.settings = state.settings
         self.host, self.pid = socket.gethostname(), os.getpid()
         self.runner_id = f"{self.host}:{self.pid}:{uuid.uuid4().hex[:8]}"
         self.camera_slots = threading.BoundedSemaphore(self.settings.CAMERA_INFERENCE_CONCURRENCY)
         self.handles: dict[int, SessionRun] = {}
-        self._wake = threading.Event()
-        self._draining = threading.Event()
-        self._thread: threading.Thread | None = None
         self._last_renew = 0.0
         self._last_sweep = 0.0
-        self._last_error = ""
 
     def start(self) -> None:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="session-supervisor", daemon=True)
-            self._thread.start()
+            super().start()
             log.info("session runner %s started", self.runner_id)
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def wake(self) -> None:
-        """Claim now instead of at the next tick (a session was just created here)."""
-        self._wake.set()
 
     def begin_drain(self) -> None:
         """Stop claiming; safe to call from a signal handler."""
-        self._draining.set()
+        self._stop.set()
         self._wake.set()
 
     def shutdown(self, timeout: float) -> None:
@@ -84,21 +73,8 @@ class SessionSupervisor:
         except Exception as exc:  # noqa: BLE001 - the leases then expire by themselves
             log.warning("could not release session leases (they expire in %ss): %s", self.settings.SESSION_LEASE_S, exc)
 
-    def _run(self) -> None:
-        while not self._draining.is_set():
-            try:
-                self._tick()
-                self._last_error = ""
-            except Exception as exc:  # noqa: BLE001 - the database may be down; try again next tick
-                message = f"{type(exc).__name__}: {exc}".splitlines()[0]
-                if message != self._last_error:
-                    log.warning("session runner tick failed: %s", message)
-                self._last_error = message
-            self._wake.wait(self.settings.SESSION_POLL_S)
-            self._wake.clear()
-
-    def _tick(self) -> None:
-        """One round of the duties, each a small function: drop, renew, flush, claim, sweep."""
+    def tick(self) -> bool:
+        """One round of the duties, each a small function: drop, renew, flush, claim, sweep; then a pause."""
         self.state.ensure_schema()
         self._drop_ended()
         fewest = self._renew_and_heartbeat()
@@ -106,6 +82,7 @@ class SessionSupervisor:
         self._claim_if_least_loaded(fewest)
         metrics.SESSIONS_OWNED.set(len(self.handles))
         self._sweep_evidence()
+        return False  # every SESSION_POLL_S, or sooner when woken
 
     def _drop_ended(self) -> None:
         """Forget sessions whose cameras stopped here (lease lost, all cameras failed)."""
@@ -135,7 +112,7 @@ class SessionSupervisor:
 
     def _claim_if_least_loaded(self, fewest: int) -> None:
         held = len(self.handles)
-        if not self._draining.is_set() and held < self.settings.MAX_SESSIONS_PER_WORKER and held <= fewest:
+        if not self.stopping and held < self.settings.MAX_SESSIONS_PER_WORKER and held <= fewest:
             self._claim_one()
 
     def _claim_one(self) -> None:
