@@ -228,3 +228,37 @@ def test_a_camera_offers_a_sample_of_its_frames_to_the_shadow_model(make_app, da
     with psycopg2.connect(database_url) as conn:
         report = store.agreement(conn, state.models.get().info.fingerprint, state.shadow_models.get().info.fingerprint)
     assert report["compared"] >= 1 and report["agreed"] == report["compared"], report  # the enrolled student
+
+
+def test_a_forced_purge_removes_the_photos_it_leaves_without_an_embedding(make_app, database_url, tmp_path):
+    import subprocess
+    import sys
+
+    from devtools.shared import REPO_ROOT
+
+    first, second, third = _people(3)
+    app = make_app(SHADOW_MODEL_DIR=str(SHADOW_PACK))
+    client = app.test_client()
+    _enrol(client, first)
+    state = app.extensions["recognition"]
+    old, new = state.models.get().info.fingerprint, state.shadow_models.get().info.fingerprint
+    assert _reembedder(app).work_on(state.shadow_models.get())  # the first: both models
+    _enrol(make_app(KEEP_FACE_CROPS="false").test_client(), second)  # the second: no crop
+    _enrol(client, third)  # the third: a crop, not yet embedded with the new model
+
+    def purge(*args):
+        env = {"PATH": "/usr/bin:/bin", "DATABASE_URL": database_url, "MODEL_DIR": str(SHADOW_PACK),
+               "DATA_DIR": str(tmp_path)}
+        return subprocess.run([sys.executable, str(REPO_ROOT / "python" / "manage_students.py"), "purge-model",
+                               *args], capture_output=True, text=True, timeout=120, env=env)
+
+    assert purge(new[:12]).returncode == 1  # the model of MODEL_DIR
+    assert purge("0000").returncode == 1  # no such model
+    refused = purge(old[:12])
+    assert refused.returncode == 1 and "--force" in refused.stderr
+    assert _rows(database_url, "SELECT count(*) FROM faces WHERE model_fingerprint = %s", (old,))[0][0] > 0
+    done = purge(old[:12], "--force")
+    assert done.returncode == 0, done.stderr
+    assert _rows(database_url, "SELECT count(*) FROM faces WHERE model_fingerprint = %s", (old,))[0][0] == 0
+    assert {r[0] for r in _rows(database_url, "SELECT DISTINCT student_id FROM faces")} == {first.name}
+    assert {r[0] for r in _rows(database_url, "SELECT DISTINCT student_id FROM face_crops")} == {first.name}

@@ -194,10 +194,13 @@ def purge_counts(conn, fingerprint: str) -> dict:
 
 
 def purge_model(conn, fingerprint: str) -> int:
-    """Delete every embedding of a model (kept crops stay: they belong to the photos, not to a model)."""
+    """Delete every embedding of a model. Kept crops stay (they belong to the photos, not to a model), except
+    those of photos left with no embedding at all (a forced purge): such a photo is gone, crop included."""
     with conn.cursor() as cur:
         cur.execute("DELETE FROM faces WHERE model_fingerprint = %s", (fingerprint,))
         removed = cur.rowcount
+        cur.execute("""DELETE FROM face_crops c WHERE NOT EXISTS (SELECT 1 FROM faces f
+                           WHERE f.student_id = c.student_id AND f.image_sha256 = c.image_sha256)""")
         cur.execute("DELETE FROM reembedding_jobs WHERE model_fingerprint = %s", (fingerprint,))
         cur.execute("DELETE FROM shadow_agreement WHERE active_fingerprint = %s OR shadow_fingerprint = %s",
                     (fingerprint, fingerprint))
