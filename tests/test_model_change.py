@@ -170,8 +170,12 @@ def test_shadow_matching_agrees_on_enrolled_students_and_on_strangers(make_app, 
         _enrol(client, person)
     state = app.extensions["recognition"]
     active, shadow = state.models.get(), state.shadow_models.get()
-    assert _reembedder(app).work_on(shadow)
     comparer = ShadowComparer(engine=state.shadow_engine, db=state.db, sample_rate=1.0)
+    faces, _ = state.engine.photo(active, sorted(people[0].iterdir())[2].read_bytes(), keep_crops=True)
+    early = Sample(active.info.fingerprint, [faces[0].crop], [people[0].name], None)
+    assert comparer.compare(early) == {}  # the shadow gallery is still empty: not compared
+    assert client.get("/api/v1/models").json["agreement"]["compared"] == 0
+    assert _reembedder(app).work_on(shadow)
     totals: dict = {}
     for person in people:  # six enrolled, two strangers; a photo not enrolled
         photo = sorted(person.iterdir())[2].read_bytes()

@@ -48,7 +48,8 @@ SHADOW_COMPARISONS = Counter("recognizer_shadow_comparisons_total",
 SHADOW_AGREEMENT = Gauge("recognizer_shadow_agreement_ratio",
                          "Share of faces the shadow model named as the model in use did, since the shadow started",
                          multiprocess_mode="livemostrecent")
-SHADOW_DROPPED = Counter("recognizer_shadow_samples_dropped_total", "Shadow samples dropped (queue full)")
+SHADOW_DROPPED = Counter("recognizer_shadow_samples_dropped_total",
+                         "Shadow samples not compared: queue full, or the shadow model still re-embedding", ["reason"])
 CALLBACKS = Counter("recognizer_callbacks_total", "Callback delivery attempts by outcome", ["outcome"])
 CALLBACK_LATENCY = Histogram("recognizer_callback_delivery_seconds", "From event to delivered callback",
                              buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86400))

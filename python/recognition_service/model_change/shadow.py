@@ -74,7 +74,7 @@ class ShadowComparer:
         try:
             self._queue.put_nowait(sample)
         except queue.Full:
-            metrics.SHADOW_DROPPED.inc()
+            metrics.SHADOW_DROPPED.labels("queue_full").inc()
 
     def _run(self) -> None:
         while True:
@@ -87,8 +87,13 @@ class ShadowComparer:
                 log.warning("shadow comparison skipped: %s", exc)
 
     def compare(self, sample: Sample) -> dict[str, int]:
-        """Match the sample with the shadow model and record the outcomes; returns them."""
+        """Match the sample with the shadow model and record the outcomes; returns them (none while the shadow
+        model has not embedded every kept crop yet: a half-filled gallery would make the rate meaningless)."""
         model = self._engine.model()
+        with self._db.get_db_conn() as conn:
+            if store.has_pending(conn, model.info.fingerprint):
+                metrics.SHADOW_DROPPED.labels("reembedding").inc()
+                return {}
         who = self._engine.identify(model, model.embed(sample.crops), roster=sample.roster)
         counts: dict[str, int] = {}
         for active, shadow in zip(sample.named, who, strict=True):
