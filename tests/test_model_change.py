@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import psycopg2
 import pytest
-from devtools.shared import IDENTITIES, MODEL_PACK
+from devtools.shared import MODEL_PACK, identities
 from recognition_service.model_change import store
 from recognition_service.model_change.reembedder import Reembedder
 from recognition_service.model_change.shadow import Sample, ShadowComparer, outcome
@@ -23,7 +23,7 @@ SHADOW_PACK = MODEL_PACK.parent / "mobilefacenet_128d"
 
 def _people(n: int) -> list:
     """People with a third photo (two enrolled, one to recognise)."""
-    return [p for p in sorted(IDENTITIES.iterdir()) if p.is_dir() and len(list(p.iterdir())) >= 3][:n]
+    return identities(min_photos=3)[:n]
 
 
 def _enrol(client, person, photos=(0, 1)) -> int:

@@ -14,17 +14,13 @@ import sys
 
 import psycopg2
 import requests
-from devtools.shared import IDENTITIES, MODEL_PACK, REPO_ROOT
+from devtools.shared import MODEL_PACK, REPO_ROOT, identities
 from session_helpers import wait_for
 
 KEY = "upgrade-key"
 H = {"X-API-Key": KEY}
 OLD, NEW = MODEL_PACK, MODEL_PACK.parent / "mobilefacenet_128d"
 TOOL = REPO_ROOT / "python" / "manage_students.py"
-
-
-def _people(n: int) -> list:
-    return [p for p in sorted(IDENTITIES.iterdir()) if p.is_dir() and len(list(p.iterdir())) >= 3][:n]
 
 
 def _enrol(server, person) -> int:
@@ -62,7 +58,7 @@ def _tool(database_url: str, tmp_path, *args, model=OLD) -> subprocess.Completed
 
 
 def test_a_school_changes_its_model_without_a_new_photo(gunicorn_servers, database_url, tmp_path):
-    people = _people(12)
+    people = identities(min_photos=3)[:12]
     legacy, enrolled = people[0], people[1:]
     base = {"API_KEYS": KEY, "LOG_LEVEL": "INFO"}
 

@@ -24,5 +24,10 @@ IDENTITIES = FACES / "identities"
 MODEL_PACK = SHARED / "models" / "buffalo_s_int8"
 
 
+def identities(min_photos: int = 1) -> list[Path]:
+    """The people of faces/identities (a folder each) with at least `min_photos` photos, by name."""
+    return [p for p in sorted(IDENTITIES.iterdir()) if p.is_dir() and len(list(p.iterdir())) >= min_photos]
+
+
 def sample(name: str) -> bytes:
     return (SAMPLES / name).read_bytes()

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
+import uuid
 
 from recognition_service.retry import Backoff
 
 log = logging.getLogger(__name__)
+
+
+def new_runner_id() -> str:
+    """How a process names itself in the leases it holds (sessions, re-embedding jobs): host, pid, a nonce."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 class BackgroundLoop:

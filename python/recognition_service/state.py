@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
-import uuid
 from datetime import datetime, timezone
 
 from recognition_service import metrics
@@ -111,11 +108,12 @@ class ServiceState:
                                             ensure_schema=self.ensure_schema)
             self.callbacks.start()
         if self.reembedder is None:
+            from recognition_service.background import new_runner_id
             from recognition_service.model_change.reembedder import Reembedder
 
-            runner_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
             self.reembedder = Reembedder(db=self.db, models=[p for p in (self.models, self.shadow_models) if p],
-                                         settings=self.settings, runner_id=runner_id, ensure_schema=self.ensure_schema)
+                                         settings=self.settings, runner_id=new_runner_id(),
+                                         ensure_schema=self.ensure_schema)
             self.reembedder.start()
         if self.shadow is None and self.shadow_engine is not None:
             from recognition_service.model_change.shadow import ShadowComparer

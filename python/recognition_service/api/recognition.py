@@ -52,13 +52,14 @@ def embeddings():
 def recognize():
     started = time.perf_counter()
     data = _one_image()
-    engine = service_state().engine
+    state = service_state()
+    engine = state.engine
     model = engine.model()
     threshold = number_param("threshold", engine.threshold(model), -1.0, 1.0)
     roster = list_param("student_ids")
     timings: dict = {}
     _injected_fault()
-    shadow = service_state().shadow
+    shadow = state.shadow
     sampled = shadow is not None and shadow.wants_sample()
     faces, (width, height) = engine.photo(model, data, timings=timings, deadline=g.deadline, keep_crops=sampled)
     g.faces = len(faces)

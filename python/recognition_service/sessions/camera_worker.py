@@ -172,11 +172,12 @@ class CameraWorker:
         metrics.CAMERA_FACES.labels("embedded").inc(len(to_embed))
         if not to_embed:
             return
+        crops = [aligned[i] for i in to_embed]
         with self.slots:
-            embeddings = model.embed([aligned[i] for i in to_embed])
+            embeddings = model.embed(crops)
         if self.shadow is not None and self.shadow.wants_sample():
-            self._offer_to_shadow(model, [aligned[i] for i in to_embed], embeddings)
-        del aligned
+            self._offer_to_shadow(model, crops, embeddings)
+        del aligned, crops
         embedded = [tracks[i] for i in to_embed]
         views = [observe(tracks[i], emb, face_weight(boxes[i, 4], boxes[i]), frame=frame, bbox=boxes[i, :4],
                          now=now, signature=signatures[i])

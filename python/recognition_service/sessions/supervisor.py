@@ -15,10 +15,9 @@ import os
 import socket
 import threading
 import time
-import uuid
 
 from recognition_service import metrics
-from recognition_service.background import BackgroundLoop
+from recognition_service.background import BackgroundLoop, new_runner_id
 from recognition_service.sessions import store
 from recognition_service.sessions.evidence import remove_files
 from recognition_service.sessions.runner import SessionRun
@@ -34,7 +33,7 @@ class SessionSupervisor(BackgroundLoop):
         self.state = state
         self.settings = state.settings
         self.host, self.pid = socket.gethostname(), os.getpid()
-        self.runner_id = f"{self.host}:{self.pid}:{uuid.uuid4().hex[:8]}"
+        self.runner_id = new_runner_id()
         self.camera_slots = threading.BoundedSemaphore(self.settings.CAMERA_INFERENCE_CONCURRENCY)
         self.handles: dict[int, SessionRun] = {}
         self._last_renew = 0.0
