@@ -22,7 +22,7 @@ class MemoryRecorder:
     """The recorder's interface, keeping what the worker reports."""
 
     def __init__(self):
-        self.sightings, self.states, self.reviews = [], [], []
+        self.sightings, self.states, self.reviews, self.previews = [], [], [], []
 
     def sighting(self, camera_id, seen):
         self.sightings.append(seen)
@@ -32,6 +32,9 @@ class MemoryRecorder:
 
     def review(self, camera_id, **item):
         self.reviews.append(item)
+
+    def preview(self, camera_id, view):
+        self.previews.append(view)
 
 
 class Clock:
@@ -131,7 +134,7 @@ def test_a_still_classroom_skips_the_detector_and_embeds_few_faces(service):
     for _ in range(60):  # a minute at one frame a second, sensor grain on every frame
         clock.now += 1.0
         worker.process(np.clip(frame + rng.normal(0, 2, frame.shape), 0, 255).astype(np.uint8))
-    frames, runs, detected, embedded = worker.take_counts()
+    frames, runs, detected, embedded, _ = worker.take_counts()
     assert frames == 60
     assert runs == 60 // state.settings.MOTION_MAX_SKIP_S  # the picture never changed: timed detections only
     assert detected >= 3 * runs and embedded / detected <= 0.3, (detected, embedded)

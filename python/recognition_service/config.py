@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     REEMBED_POLL_S: float = Field(10.0, gt=0, le=3600)  # how often new crops are looked for
     REEMBED_LEASE_S: float = Field(10.0, ge=2, le=300)  # a dead owner's job resumes elsewhere within this
     DET_SIZE: int = Field(640, ge=160, le=2048)
+    # Where faces are looked for (recognition/detection.py): auto = the whole frame at DET_SIZE plus native-
+    # resolution tiles when the picture is over 1.5 x DET_SIZE (far faces keep their pixels); full_frame =
+    # DET_SIZE only (cheapest, misses faces under ~3% of the frame's width); tiled = always native tiles.
+    # Cameras may set their own (sessions API, cameras[].detection); /recognize takes ?detection=.
+    DETECTION_MODE: Literal["auto", "full_frame", "tiled"] = "auto"
     DET_THRESHOLD: float = Field(0.5, gt=0, lt=1)
     ORT_THREADS: int | None = Field(None, ge=1, le=64)  # default: CPU cores / WORKERS
     INFERENCE_CONCURRENCY: int | None = Field(None, ge=1, le=64)  # default: cores / ORT threads
@@ -73,7 +78,9 @@ class Settings(BaseSettings):
     MAX_UPLOAD_MB: float = Field(20.0, gt=0)
     MAX_ENROL_IMAGES: int = Field(10, ge=1, le=1000)  # photos in one enrolment request
     MAX_IMAGE_PIXELS: int = Field(40_000_000, ge=10_000)
-    DECODE_MAX_SIDE: int = Field(1920, ge=320)
+    # Uploads are decoded up to this side (larger JPEGs at a reduced scale): a 4000 px class photo keeps its
+    # back rows. 4096 x 3072 x 3 bytes = 38 MB per photo being analysed (README "Memory").
+    DECODE_MAX_SIDE: int = Field(4096, ge=320)
 
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     LOG_FORMAT: Literal["json", "text"] = "json"
@@ -112,6 +119,14 @@ class Settings(BaseSettings):
     # cell of a 48x27 grid) since the last detection, unless that detection is MOTION_MAX_SKIP_S old; 0: never skip.
     MOTION_THRESHOLD: float = Field(8.0, ge=0, le=255)
     MOTION_MAX_SKIP_S: float = Field(3.0, gt=0, le=60)
+    # Small faces (README "Placing a classroom camera", docs/small_faces.json): a face whose shorter side is
+    # under SMALL_FACE_PX is never named from one frame (/recognize reports it unnamed, face_too_small); a
+    # camera track of one is named from at least SMALL_FACE_MIN_VIEWS embedded frames. Camera faces under
+    # CAMERA_MIN_FACE_PX are not looked at (too few pixels to name; a camera may set its own min_face_px).
+    SMALL_FACE_PX: int = Field(32, ge=0, le=1000)
+    SMALL_FACE_MIN_VIEWS: int = Field(3, ge=1, le=100)
+    CAMERA_MIN_FACE_PX: int = Field(16, ge=0, le=1000)
+    CAMERA_PREVIEW_S: float = Field(10.0, gt=0, le=3600)  # how often a camera's view for the installer is renewed
     EVIDENCE_RETENTION_DAYS: float = Field(30.0, gt=0)
     EVIDENCE_SWEEP_S: float = Field(3600.0, gt=0)  # also removes delivered callbacks past their retention
     DELIVERED_RETENTION_DAYS: float = Field(30.0, gt=0)

@@ -34,6 +34,9 @@ SESSIONS_OWNED = Gauge("recognizer_sessions_running", "Sessions whose cameras ru
 CAMERA_FRAMES = Counter("recognizer_camera_frames_total", "Camera frames processed")
 CAMERA_DETECTIONS_SKIPPED = Counter("recognizer_camera_detections_skipped_total",
                                     "Camera frames the detector skipped because the picture had not changed")
+CAMERA_DETECTOR_PASSES = Counter("recognizer_camera_detector_passes_total",
+                                 "Detector runs on camera frames: the whole frame at DET_SIZE, or one native tile",
+                                 ["kind"])
 CAMERA_FACES = Counter("recognizer_camera_faces_total", "Faces in camera frames, detected and embedded", ["kind"])
 CAMERA_FAILURES = Counter("recognizer_camera_failures_total", "Failed camera opens and lost streams")
 SESSION_RECOGNITIONS = Counter("recognizer_session_recognitions_total",

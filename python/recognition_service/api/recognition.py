@@ -9,8 +9,9 @@ from flask import Blueprint, g, jsonify, request
 
 from recognition_service import metrics
 from recognition_service.api.context import service_state
-from recognition_service.api.params import list_param, number_param, uploaded_images
-from recognition_service.errors import ApiError
+from recognition_service.api.params import list_param, number_param, param, uploaded_images
+from recognition_service.errors import ApiError, ValidationFailed
+from recognition_service.recognition.detection import MODES
 from recognition_service.model_change.shadow import Sample
 
 bp = Blueprint("recognition", __name__)
@@ -33,12 +34,20 @@ def _one_image() -> bytes:
     return images[0]
 
 
+def _detection() -> str | None:
+    """?detection=auto|full_frame|tiled: where faces are looked for (default DETECTION_MODE)."""
+    mode = param("detection")
+    if mode is not None and mode not in MODES:
+        raise ValidationFailed(f"detection must be one of {', '.join(MODES)}", details={"field": "detection"})
+    return mode
+
+
 @bp.post("/embeddings")
 def embeddings():
     data = _one_image()
     engine = service_state().engine
     model = engine.model()
-    faces, (width, height) = engine.photo(model, data, deadline=g.deadline)
+    faces, (width, height) = engine.photo(model, data, deadline=g.deadline, detection=_detection())
     g.faces = len(faces)
     return jsonify({
         "model": model.info.to_dict(),
@@ -61,14 +70,15 @@ def recognize():
     _injected_fault()
     shadow = state.shadow
     sampled = shadow is not None and shadow.wants_sample()
-    faces, (width, height) = engine.photo(model, data, timings=timings, deadline=g.deadline, keep_crops=sampled)
+    faces, (width, height) = engine.photo(model, data, timings=timings, deadline=g.deadline, keep_crops=sampled,
+                                          detection=_detection())
     g.faces = len(faces)
     results = []
     if faces:
         g.deadline.check("match")
         t0 = time.perf_counter()
         identities = engine.identify(model, np.stack([f.embedding for f in faces]), threshold=threshold,
-                                     roster=roster)
+                                     roster=roster, face_px=[f.min_side for f in faces])
         timings["match_ms"] = round((time.perf_counter() - t0) * 1000, 2)
         for face, who in zip(faces, identities, strict=True):
             item = {"bbox": face.bbox, "det_score": face.det_score, "student_id": who.student_id,

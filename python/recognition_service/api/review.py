@@ -73,7 +73,7 @@ def _enrolment_face(slot_id: int, item: dict):
     model = state.engine.model()
     if model.info.fingerprint != item["model_fingerprint"]:
         raise ApiError("the item was seen with another model; enrol a photo instead", code="model_changed", status=409)
-    faces, _ = state.engine.photo(model, data, deadline=g.deadline, with_quality=True,
+    faces, _ = state.engine.photo(model, data, deadline=g.deadline, with_quality=True, detection="full_frame",
                                   keep_crops=state.settings.KEEP_FACE_CROPS)
     face, refusal = quality.enrolment_face(faces, state.settings)
     if refusal is not None:

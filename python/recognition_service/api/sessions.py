@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from flask import Blueprint, jsonify, send_file
+from flask import Blueprint, Response, jsonify, send_file
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from recognition_service.api.context import get_db, service_state
@@ -22,9 +23,29 @@ _CAMERA_SCHEMES = {"rtsp", "rtsps", "http", "https", "file"}
 _BIGINT = 2**63 - 1
 
 
+DetectionMode = Literal["auto", "full_frame", "tiled"]
+Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+MIN_ROI_AREA = 0.001  # of the frame: a polygon smaller than this (about 3% x 3%) is a mistake, not a seat
+
+
 class CameraIn(BaseModel):
     camera_id: int = Field(ge=0, le=_BIGINT)
     url: str = Field(min_length=1, max_length=2048)
+    # where this camera looks for faces (README "Placing a classroom camera"); the session's, else DETECTION_MODE
+    detection: DetectionMode | None = None
+    min_face_px: int | None = Field(None, ge=0, le=1000)  # faces smaller than this are ignored
+    roi: list[tuple[Fraction, Fraction]] | None = Field(None, min_length=3, max_length=64)
+
+    @field_validator("roi")
+    @classmethod
+    def _a_real_polygon(cls, value):
+        if value is None:
+            return None
+        area = 0.5 * abs(sum(x1 * y2 - x2 * y1 for (x1, y1), (x2, y2) in zip(value, value[1:] + value[:1])))
+        if area < MIN_ROI_AREA:
+            raise ValueError(f"the polygon encloses {area:.4f} of the frame; points are (x, y) fractions of the "
+                             "frame's width and height, from 0 to 1, in order around the region")
+        return value
 
     @field_validator("url")
     @classmethod
@@ -50,6 +71,7 @@ class SessionIn(BaseModel):
     mode: str | None = Field(None, max_length=64)
     callback_type: str | None = Field(None, max_length=64)
     frame_interval_ms: int | None = Field(None, ge=0, le=600_000)
+    detection: DetectionMode | None = None  # every camera's, unless a camera says otherwise
 
     @field_validator("callback_url")
     @classmethod
@@ -93,7 +115,7 @@ def start_session():
                                       field=f"cameras.{i}.url")
     try:
         with get_db() as conn:
-            store.create_session(conn, slot_id=body.slot_id, cameras=[c.model_dump() for c in body.cameras],
+            store.create_session(conn, slot_id=body.slot_id, cameras=[_camera_row(c, body) for c in body.cameras],
                                  callback_url=body.callback_url, student_ids=body.student_ids,
                                  threshold=body.threshold, mode=body.mode, callback_type=body.callback_type,
                                  frame_interval_ms=body.frame_interval_ms if body.frame_interval_ms is not None
@@ -104,6 +126,14 @@ def start_session():
     with get_db() as conn:
         session = store.get_session(conn, body.slot_id)
     return jsonify(session), 201
+
+
+def _camera_row(camera: CameraIn, body: SessionIn) -> dict:
+    """A camera as stored: its URL and only the detection settings asked for (the rest stay defaults)."""
+    detection = {"mode": camera.detection or body.detection, "min_face_px": camera.min_face_px,
+                 "roi": [list(p) for p in camera.roi] if camera.roi else None}
+    return {"camera_id": camera.camera_id, "url": camera.url,
+            "detection": {k: v for k, v in detection.items() if v is not None} or None}
 
 
 @bp.get("/sessions")
@@ -142,6 +172,18 @@ def stop_session(slot_id: int):
     state.wake_sessions()
     with get_db() as conn:
         return jsonify(_session_or_404(conn, slot_id))
+
+
+@bp.get("/sessions/<int:slot_id>/cameras/<int:camera_id>/preview")
+def camera_preview(slot_id: int, camera_id: int):
+    """The camera's newest frame with the faces found and their sizes (renewed every CAMERA_PREVIEW_S)."""
+    with get_db() as conn:
+        _session_or_404(conn, slot_id)
+        jpeg = store.get_preview(conn, slot_id, camera_id)
+    if jpeg is None:
+        raise NotFound(f"no preview of camera {camera_id} in slot {slot_id}'s session yet (or it has ended)",
+                       code="preview_not_found")
+    return Response(jpeg, mimetype="image/jpeg", headers={"Cache-Control": "no-store"})
 
 
 @bp.get("/sessions/<int:slot_id>/evidence/<evidence_id>")

@@ -117,7 +117,7 @@ def enrol(student_id: str, images: list[bytes], name: str | None) -> tuple[list[
     accepted, rejected = [], []
     for index, data in enumerate(images):
         try:
-            faces, _ = state.engine.photo(model, data, deadline=g.deadline, with_quality=True,
+            faces, _ = state.engine.photo(model, data, deadline=g.deadline, with_quality=True, detection="full_frame",
                                           keep_crops=settings.KEEP_FACE_CROPS)
         except ApiError as exc:
             rejected.append({"index": index, "reason": exc.code, "message": exc.message, "_status": exc.status})

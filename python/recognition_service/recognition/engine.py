@@ -5,11 +5,12 @@ from __future__ import annotations
 import threading
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
 
+from recognition_service.recognition.detection import DetectionSettings, find_faces, wanted
 from recognition_service.recognition.gallery import Gallery
 from recognition_service.recognition.images import DecodedImage, decode_image
 from recognition_service.recognition.model import FaceModel
@@ -44,15 +45,25 @@ class DetectedFace:
         return min(self.bbox[2] - self.bbox[0], self.bbox[3] - self.bbox[1])
 
 
-def detect_faces(model: FaceModel, bgr: np.ndarray, det_size: int, deadline=None) -> tuple[np.ndarray, np.ndarray]:
-    """Boxes and landmarks in `bgr`'s pixels; a tight portrait is retried on a padded canvas.
+def detection_for(settings, mode: str | None = None, **camera) -> DetectionSettings:
+    """The detection settings of an upload (mode from the request) or a camera (its own mode, ROI, size)."""
+    return DetectionSettings(mode=mode or settings.DETECTION_MODE, det_size=settings.DET_SIZE, **camera)
+
+
+def detect_faces(model: FaceModel, bgr: np.ndarray, detection: DetectionSettings | int,
+                 deadline=None) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes and landmarks in `bgr`'s pixels (recognition/detection.py: the full pass and native tiles);
+    a tight portrait is retried on a padded canvas. An int is a DET_SIZE for the full pass alone.
 
     The canvas pads a copy already scaled to det_size: the detector would shrink the padded image to
     det_size anyway, so it sees the same pixels, and the retry costs a few MB whatever the image size.
     """
-    boxes, kps = model.detect(bgr, det_size, deadline)
+    if isinstance(detection, int):
+        detection = DetectionSettings(mode="full_frame", det_size=detection)
+    boxes, kps = find_faces(model, bgr, detection, deadline)
     if len(boxes):
         return boxes, kps
+    det_size = detection.det_size
     h, w = bgr.shape[:2]
     scale = min(1.0, det_size / max(h, w))
     small = bgr if scale == 1.0 else cv2.resize(
@@ -70,7 +81,7 @@ def detect_faces(model: FaceModel, bgr: np.ndarray, det_size: int, deadline=None
         boxes = boxes.copy()
         boxes[:, :4] = (boxes[:, :4] - pad) / scale
         kps = (kps - pad) / scale
-    return boxes, kps
+    return wanted(boxes, kps, w, h, detection)
 
 
 def align(bgr: np.ndarray, kps: np.ndarray) -> list[np.ndarray]:
@@ -78,12 +89,12 @@ def align(bgr: np.ndarray, kps: np.ndarray) -> list[np.ndarray]:
     return [norm_crop(bgr, landmark=k, image_size=112) for k in kps]
 
 
-def analyse(model: FaceModel, image: DecodedImage, det_size: int, *, embed: bool = True,
+def analyse(model: FaceModel, image: DecodedImage, detection: DetectionSettings | int, *, embed: bool = True,
             timings: dict | None = None, deadline=None, with_quality: bool = False,
             keep_crops: bool = False) -> list[DetectedFace]:
     """All faces of the image, largest first; `timings` receives detect_ms and embed_ms."""
     t0 = time.perf_counter()
-    boxes, kps = detect_faces(model, image.bgr, det_size, deadline)
+    boxes, kps = detect_faces(model, image.bgr, detection, deadline)
     t1 = time.perf_counter()
     embeddings, qualities, kept = None, None, None
     if embed and len(boxes):
@@ -118,9 +129,13 @@ def analyse(model: FaceModel, image: DecodedImage, det_size: int, *, embed: bool
 
 
 def analyse_bytes(model: FaceModel, data: bytes, settings, *, embed: bool = True, timings: dict | None = None,
-                  deadline=None, with_quality: bool = False,
-                  keep_crops: bool = False) -> tuple[list[DetectedFace], tuple[int, int]]:
-    """Decode an upload and analyse it; return the faces and the (width, height) of the photo."""
+                  deadline=None, with_quality: bool = False, keep_crops: bool = False,
+                  detection: str | None = None) -> tuple[list[DetectedFace], tuple[int, int]]:
+    """Decode an upload and analyse it; return the faces and the (width, height) of the photo.
+
+    `detection`: auto, full_frame or tiled (default DETECTION_MODE). The photo is decoded up to
+    DECODE_MAX_SIDE, so a 4000 px class photo is searched at its own resolution by native tiles.
+    """
     t0 = time.perf_counter()
     image = decode_image(data, max_pixels=settings.MAX_IMAGE_PIXELS, max_side=settings.DECODE_MAX_SIDE)
     try:
@@ -128,7 +143,7 @@ def analyse_bytes(model: FaceModel, data: bytes, settings, *, embed: bool = True
             timings["decode_ms"] = round((time.perf_counter() - t0) * 1000, 2)
         if deadline is not None:
             deadline.check("decode")
-        faces = analyse(model, image, settings.DET_SIZE, embed=embed, timings=timings, deadline=deadline,
+        faces = analyse(model, image, detection_for(settings, detection), embed=embed, timings=timings, deadline=deadline,
                         with_quality=with_quality, keep_crops=keep_crops)
         return faces, (image.width, image.height)
     finally:
@@ -172,14 +187,6 @@ class RecognitionEngine:
         """The faces of an uploaded photo (decode limits, tight-portrait retry): see analyse_bytes."""
         return analyse_bytes(model, data, self.settings, **kwargs)
 
-    def detect(self, model: FaceModel, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Boxes (x1, y1, x2, y2, score) and landmarks of a camera frame.
-
-        No padded retry here: a camera frame with no face is the common case (an empty room), and a
-        second detector run on each of those would double the cost of every idle camera.
-        """
-        return model.detect(frame, self.settings.DET_SIZE)
-
     def gallery(self, model: FaceModel, *, max_age_s: float = 0.0) -> Gallery:
         """The model's gallery, refreshed from the database when older than `max_age_s`."""
         gallery = self._galleries(model)
@@ -194,17 +201,25 @@ class RecognitionEngine:
         return gallery
 
     def identify(self, model: FaceModel, embeddings: np.ndarray, *, threshold: float | None = None,
-                 roster: list[str] | None = None, max_age_s: float = 0.0) -> list[Identity]:
+                 roster: list[str] | None = None, max_age_s: float = 0.0,
+                 face_px: list[float] | None = None) -> list[Identity]:
         """Who each embedding is: the threshold, MATCH_MARGIN and roster rules, with names.
 
         `max_age_s`: how stale the gallery may be (uploads 0: an enrolment is seen by the next request;
-        cameras 1 s: enrolments made during the class are picked up within a second).
+        cameras 1 s: enrolments made during the class are picked up within a second). `face_px`: the size
+        of each face when it comes from one frame; one under SMALL_FACE_PX is never named from that frame
+        alone (reason face_too_small, its closest similarity kept): camera tracks name small faces from
+        several frames instead (sessions/track_decision.py).
         """
         if len(embeddings) == 0:
             return []
         gallery = self.gallery(model, max_age_s=max_age_s)
         matches = gallery.match(np.asarray(embeddings, np.float32), threshold=self.threshold(model, threshold),
                                 margin=self.settings.MATCH_MARGIN, roster=roster)
+        if face_px is not None:
+            small = self.settings.SMALL_FACE_PX
+            matches = [replace(m, student_id=None, reason="face_too_small") if px < small and m.student_id else m
+                       for m, px in zip(matches, face_px, strict=True)]
         found = {m.student_id for m in matches if m.student_id}
         names = {}
         if found:

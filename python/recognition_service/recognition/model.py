@@ -54,10 +54,15 @@ class FaceModel:
         deadline.acquire(self.slots, stage)
         return _Held(self.slots)
 
-    def detect(self, bgr: np.ndarray, det_size: int, deadline=None) -> tuple[np.ndarray, np.ndarray]:
-        """Return (N x 5 boxes with scores, N x 5 x 2 landmarks), best score first."""
+    def detect(self, bgr: np.ndarray, det_size: int | tuple[int, int],
+               deadline=None) -> tuple[np.ndarray, np.ndarray]:
+        """Return (N x 5 boxes with scores, N x 5 x 2 landmarks), best score first.
+
+        det_size: the detector's input, a square side or (width, height); the image is scaled to fit it.
+        """
+        size = (det_size, det_size) if isinstance(det_size, int) else det_size
         with self._slot(deadline, "detect"):
-            boxes, kps = self.detector.detect(bgr, input_size=(det_size, det_size))
+            boxes, kps = self.detector.detect(bgr, input_size=size)
         if kps is None:
             kps = np.zeros((len(boxes), 5, 2), np.float32)
         return boxes, kps

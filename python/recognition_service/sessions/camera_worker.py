@@ -1,7 +1,7 @@
 """One camera of a running session: where a camera frame goes.
 
-grabber (newest frame only) -> motion gate (skip the detector on an unchanged picture) -> engine.detect ->
-align each face -> tracker (which faces need an embedding) -> engine embeds those in one batch ->
+grabber (newest frame only) -> face_finder (native-resolution detection, re-run only in the regions whose
+picture changed; nothing changed: the frame is skipped) -> align each face -> tracker (which faces need an embedding) -> engine embeds those in one batch ->
 track_decision (name tracks from their accumulated embeddings) -> recorder.sighting. During a model change,
 a sample of embedded frames also goes to the shadow model (model_change/shadow.py), matched frame by frame.
 
@@ -26,7 +26,10 @@ from recognition_service.retry import Backoff
 from recognition_service.security.egress import check_camera_url
 from recognition_service.sessions import store
 from recognition_service.sessions.cameras import FrameGrabber
-from recognition_service.sessions.motion import MotionGate
+from recognition_service.recognition.detection import DetectionSettings
+from recognition_service.sessions.face_finder import FaceFinder
+from recognition_service.sessions.motion import RegionGate
+from recognition_service.sessions.preview import render as render_preview
 from recognition_service.sessions.track_decision import decide, face_weight, observe
 from recognition_service.sessions.tracking import FaceTracker, face_signature
 
@@ -54,6 +57,7 @@ class CameraJob:
     threshold: float | None         # None: the model's threshold in force
     roster: list[str] | None        # None: every enrolled student
     failed: bool = False            # it was already dead when the session was claimed
+    detection: DetectionSettings = DetectionSettings()  # where it looks for faces (mode, ROI, minimum size)
 
 
 class CameraWorker:
@@ -68,8 +72,10 @@ class CameraWorker:
         self.dead = job.failed
         self.backoff = Backoff(settings.CAMERA_RETRY_BASE_S, settings.CAMERA_RETRY_MAX_S)
         self.tracker = FaceTracker(settings.TRACK_REEMBED_S)
-        self.gate = MotionGate(settings.MOTION_THRESHOLD, settings.MOTION_MAX_SKIP_S)
-        self.counts = [0, 0, 0, 0]  # frames, detector runs, faces detected, faces embedded since the last take
+        self.finder = FaceFinder(job.detection, RegionGate(settings.MOTION_THRESHOLD, settings.MOTION_MAX_SKIP_S))
+        self._preview_due = float("-inf")
+        # frames, frames the detector ran on, faces detected, faces embedded, native tile runs, since the last take
+        self.counts = [0, 0, 0, 0, 0]
         self._counts_lock = threading.Lock()
         name = f"cam-{job.slot_id}-{job.camera_id}"
         s = settings
@@ -89,9 +95,9 @@ class CameraWorker:
         self.grabber.stop()
         self.grabber.join(max(0.0, end - time.monotonic()))
 
-    def take_counts(self) -> tuple[int, int, int, int]:
+    def take_counts(self) -> tuple[int, int, int, int, int]:
         with self._counts_lock:
-            counts, self.counts = tuple(self.counts), [0, 0, 0, 0]
+            counts, self.counts = tuple(self.counts), [0, 0, 0, 0, 0]
         return counts
 
     def _backoff(self) -> float:
@@ -149,17 +155,20 @@ class CameraWorker:
             self._file_remaining()
 
     def process(self, frame: np.ndarray) -> None:
-        """One frame: detect (unless the picture is unchanged), track, embed what needs it, decide, record."""
+        """One frame: find faces (where the picture changed), track, embed what needs it, decide, record."""
         now = self.clock()
-        detect = self.gate.needs_detection(frame, now)
-        self._count(frames=1, runs=int(detect))
+        model = self.engine.model()
+        found = self.finder.find(model, frame, now, self.slots)
+        self._count(frames=1, runs=int(found is not None), tiles=found.tiles_run if found else 0)
         metrics.CAMERA_FRAMES.inc()
-        if not detect:
+        if found is None:
             metrics.CAMERA_DETECTIONS_SKIPPED.inc()
             return
-        model = self.engine.model()
-        with self.slots:
-            boxes, kps = self.engine.detect(model, frame)
+        boxes, kps = found.boxes, found.kps
+        if now >= self._preview_due:  # the installer's view of this camera: the frame and what was found
+            self._preview_due = now + self.settings.CAMERA_PREVIEW_S
+            self.recorder.preview(self.job.camera_id, render_preview(frame, boxes, roi=self.job.detection.roi,
+                                                                      small_px=self.settings.SMALL_FACE_PX))
         # Aligned crops of every face (a warp each: cheap next to detection): their thumbnails tell the
         # tracker when the face in a box has changed; the ones to embed go to the recogniser.
         aligned = align(frame, kps)
@@ -187,7 +196,8 @@ class CameraWorker:
             embedded, views,
             identify=lambda vectors: self.engine.identify(model, vectors, threshold=job.threshold,
                                                           roster=job.roster, max_age_s=1.0),
-            similarity_to=lambda vectors, sid: self.engine.similarity_to(model, vectors, sid))
+            similarity_to=lambda vectors, sid: self.engine.similarity_to(model, vectors, sid),
+            small_px=self.settings.SMALL_FACE_PX, small_min_views=self.settings.SMALL_FACE_MIN_VIEWS)
         for seen in sightings:
             self.recorder.sighting(job.camera_id, seen)
 
@@ -226,7 +236,7 @@ class CameraWorker:
             log.info("camera %s of slot %s: unnamed tracks not filed at stop: %s", self.job.camera_id,
                      self.job.slot_id, exc)
 
-    def _count(self, frames: int = 0, runs: int = 0, detected: int = 0, embedded: int = 0) -> None:
+    def _count(self, frames: int = 0, runs: int = 0, detected: int = 0, embedded: int = 0, tiles: int = 0) -> None:
         with self._counts_lock:
-            for i, n in enumerate((frames, runs, detected, embedded)):
+            for i, n in enumerate((frames, runs, detected, embedded, tiles)):
                 self.counts[i] += n

@@ -1,4 +1,4 @@
-"""Tells a camera when its picture has not changed, so the detector need not run on that frame."""
+"""Tells a camera which parts of its picture changed, so the detector runs only where it may find something new."""
 
 from __future__ import annotations
 
@@ -14,26 +14,51 @@ def thumbnail(frame: np.ndarray) -> np.ndarray:
     return cv2.resize(grey, GRID, interpolation=cv2.INTER_AREA).astype(np.float32)
 
 
-def change(a: np.ndarray, b: np.ndarray) -> float:
-    """How much the picture changed: the largest cell difference, in grey levels, after removing the
-    change shared by the whole frame (the lights, the camera's exposure)."""
-    diff = a - b
-    return float(np.abs(diff - float(np.median(diff))).max())
+class RegionGate:
+    """Says which detection regions of a frame (recognition/detection.py: the full pass, native tiles) need
+    the detector: those whose picture changed by more than `threshold` grey levels in some cell since they
+    last ran; when none changed, the one longest unrun once it is `max_skip_s` old (a still class refreshes
+    one region per frame, not all at once). threshold 0: every region, every frame.
 
-
-class MotionGate:
-    """Says whether a frame needs the detector: it changed since the last detected frame (by more than
-    `threshold` grey levels in some cell) or the last detection is `max_skip_s` old. threshold 0: always."""
+    The full pass covers every cell, so it runs whenever anything moved; a tile runs only when its own
+    part of the picture moved: one student standing up re-detects the tiles around them, not the room.
+    """
 
     def __init__(self, threshold: float, max_skip_s: float):
         self.threshold, self.max_skip_s = threshold, max_skip_s
-        self._last: np.ndarray | None = None
-        self._last_at = float("-inf")
+        self._regions: list | None = None
+        self._refs: list[np.ndarray | None] = []
+        self._last: list[float] = []
+        self._cells: list[tuple[slice, slice]] = []
 
-    def needs_detection(self, frame: np.ndarray, now: float) -> bool:
+    def _plan(self, regions: list, width: int, height: int) -> None:
+        gw, gh = GRID
+        self._regions = regions
+        self._refs = [None] * len(regions)
+        self._last = [float("-inf")] * len(regions)
+        self._cells = [(slice(int(r.y * gh / height), max(int(r.y * gh / height) + 1, -(-(r.y + r.h) * gh // height))),
+                        slice(int(r.x * gw / width), max(int(r.x * gw / width) + 1, -(-(r.x + r.w) * gw // width))))
+                       for r in regions]
+
+    def due(self, frame: np.ndarray, regions: list, now: float) -> list[int]:
+        """Indexes of the regions to run on this frame; they count as run from `now`."""
+        if regions is not self._regions:
+            self._plan(regions, frame.shape[1], frame.shape[0])
         small = thumbnail(frame)
-        if (self.threshold > 0 and self._last is not None and now - self._last_at < self.max_skip_s
-                and small.shape == self._last.shape and change(small, self._last) <= self.threshold):
-            return False
-        self._last, self._last_at = small, now
-        return True
+        due = []
+        for i, ref in enumerate(self._refs):
+            if self.threshold <= 0 or ref is None:
+                due.append(i)
+                continue
+            # the largest cell difference in the region, after removing the change shared by the whole
+            # frame (the lights, the camera's exposure)
+            diff = small - ref
+            if float(np.abs(diff[self._cells[i]] - float(np.median(diff))).max()) > self.threshold:
+                due.append(i)
+        if not due:
+            oldest = int(np.argmin(self._last))
+            if now - self._last[oldest] >= self.max_skip_s:
+                due = [oldest]
+        for i in due:
+            self._refs[i], self._last[i] = small, now
+        return due

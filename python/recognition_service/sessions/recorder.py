@@ -99,6 +99,16 @@ class SessionRecorder:
         log.info("slot %s: unnamed face on camera %s %s review item %s (%s)", self.spec.slot_id, camera_id,
                  "joined" if merged else "opened", item_id, reason)
 
+    def preview(self, camera_id: int, view) -> None:
+        """Replace the camera's view for the installer (best effort: it is no attendance record)."""
+        try:
+            with self._db.get_db_conn() as conn:
+                store.set_preview(conn, self._runner_id, self.spec.session_id, camera_id, view)
+        except store.LeaseLost:
+            self.lease_lost()
+        except (ServiceUnavailable, psycopg2.Error) as exc:
+            log.info("camera %s of slot %s: preview not written: %s", camera_id, self.spec.slot_id, exc)
+
     def camera_state(self, camera_id: int, status: str | None, failures: int, error: str | None,
                      event: str | None) -> None:
         """Write a camera's state now, or keep it for the next flush when the database is unavailable."""
@@ -132,8 +142,8 @@ class SessionRecorder:
                 for camera_id, item in pending.items():
                     self._pending.setdefault(camera_id, item)
 
-    def add_counts(self, counts: dict[int, tuple[int, int, int, int]]) -> None:
-        """Add (frames, detector runs, faces detected, faces embedded) per camera to the stored counters."""
+    def add_counts(self, counts: dict[int, tuple[int, int, int, int, int]]) -> None:
+        """Add (frames, detector runs, faces detected, faces embedded, tile runs) per camera to the counters."""
         counts = {cid: c for cid, c in counts.items() if any(c)}
         if not counts:
             return

@@ -5,9 +5,20 @@ from __future__ import annotations
 import threading
 import time
 
+from recognition_service.recognition.detection import DetectionSettings
+from recognition_service.recognition.engine import detection_for
 from recognition_service.sessions import store
 from recognition_service.sessions.camera_worker import CameraJob, CameraWorker
 from recognition_service.sessions.recorder import SessionRecorder
+
+
+def camera_detection(settings, stored: dict | None) -> DetectionSettings:
+    """A camera's detection settings: what the session asked for it, the service's defaults for the rest."""
+    stored = stored or {}
+    roi = stored.get("roi")
+    return detection_for(settings, stored.get("mode"),
+                         min_face_px=stored.get("min_face_px", settings.CAMERA_MIN_FACE_PX),
+                         roi=tuple((float(x), float(y)) for x, y in roi) if roi else None)
 
 
 class SessionRun:
@@ -21,7 +32,8 @@ class SessionRun:
                                         evidence_max_side=settings.EVIDENCE_FRAME_MAX_SIDE, stopped=self.stopped)
         self.cameras = {
             cid: CameraWorker(CameraJob(spec.slot_id, cid, url, spec.frame_interval_ms / 1000, spec.threshold,
-                                        spec.roster, cid in spec.failed_cameras),
+                                        spec.roster, cid in spec.failed_cameras,
+                                        camera_detection(settings, spec.detection.get(cid))),
                               engine=engine, recorder=self.recorder, settings=settings, stopped=self.stopped,
                               inference_slots=inference_slots, shadow=shadow)
             for cid, url in spec.cameras.items()}

@@ -42,6 +42,7 @@ class SessionSpec:
     frame_interval_ms: int
     cameras: dict[int, str]
     failed_cameras: set[int] = field(default_factory=set)
+    detection: dict[int, dict] = field(default_factory=dict)  # camera_id -> {"mode", "min_face_px", "roi"}
     seen: dict[str, float] = field(default_factory=dict)  # student_id -> best similarity recorded
 
 
@@ -95,8 +96,9 @@ def create_session(conn, *, slot_id: int, cameras: list[dict], callback_url: str
             raise SessionExists(slot_id) from None
         session_id = cur.fetchone()[0]
         psycopg2.extras.execute_values(
-            cur, "INSERT INTO session_cameras (session_id, camera_id, url) VALUES %s",
-            [(session_id, c["camera_id"], c["url"]) for c in cameras])
+            cur, "INSERT INTO session_cameras (session_id, camera_id, url, detection) VALUES %s",
+            [(session_id, c["camera_id"], c["url"], psycopg2.extras.Json(c["detection"]) if c.get("detection") else None)
+             for c in cameras])
         _status_event(cur, session_id, "started")
     return session_id
 
@@ -112,8 +114,12 @@ def _iso(value: datetime | None) -> str | None:
 
 def _view(cur, row: dict) -> dict:
     sid = row["session_id"]
-    cur.execute("""SELECT camera_id, url, status, failures, last_error, frames, detector_runs, faces_detected,
-                          faces_embedded FROM session_cameras WHERE session_id = %s ORDER BY camera_id""", (sid,))
+    cur.execute("""SELECT c.camera_id, c.url, c.status, c.failures, c.last_error, c.frames, c.detector_runs,
+                          c.tile_runs, c.faces_detected, c.faces_embedded, c.detection, p.taken_at AS preview_at,
+                          p.width AS preview_width, p.height AS preview_height, p.faces AS preview_faces
+                   FROM session_cameras c
+                   LEFT JOIN camera_previews p ON p.session_id = c.session_id AND p.camera_id = c.camera_id
+                   WHERE c.session_id = %s ORDER BY c.camera_id""", (sid,))
     cameras = cur.fetchall()
     cur.execute("""SELECT r.student_id, r.name, r.first_seen_at, r.camera_id, r.best_similarity, r.evidence_id
                    FROM session_recognitions r WHERE r.session_id = %s ORDER BY r.first_seen_at, r.student_id""",
@@ -151,8 +157,12 @@ def _view(cur, row: dict) -> dict:
         "failed_camera_ids": failed,
         "cameras": [{"camera_id": c["camera_id"], "url": _redact(c["url"]), "status": c["status"],
                      "failures": c["failures"], "last_error": c["last_error"], "frames": c["frames"],
-                     "detector_runs": c["detector_runs"], "faces_detected": c["faces_detected"],
-                     "faces_embedded": c["faces_embedded"]}
+                     "detector_runs": c["detector_runs"], "tile_runs": c["tile_runs"],
+                     "faces_detected": c["faces_detected"], "faces_embedded": c["faces_embedded"],
+                     "detection": c["detection"] or {},
+                     "preview": None if c["preview_at"] is None else {
+                         "taken_at": _iso(c["preview_at"]), "width": c["preview_width"],
+                         "height": c["preview_height"], "faces": c["preview_faces"]}}
                     for c in cameras],
         "recognition_count": len(recognized),
         "recognized_students": [
@@ -196,6 +206,7 @@ def stop_session(conn, slot_id: int) -> bool:
         if row is None:
             return False
         _status_event(cur, row[0], "stopped", "stopped")
+        cur.execute("DELETE FROM camera_previews WHERE session_id = %s", (row[0],))
     return True
 
 
@@ -246,15 +257,15 @@ def claim_session(conn, runner_id: str, lease_s: float) -> SessionSpec | None:
         if row is None:
             return None
         session_id, slot_id, roster, threshold, interval = row
-        cur.execute("SELECT camera_id, url, status FROM session_cameras WHERE session_id = %s ORDER BY camera_id",
-                    (session_id,))
+        cur.execute("""SELECT camera_id, url, status, detection FROM session_cameras WHERE session_id = %s
+                       ORDER BY camera_id""", (session_id,))
         cams = cur.fetchall()
         cur.execute("SELECT student_id, best_similarity FROM session_recognitions WHERE session_id = %s",
                     (session_id,))
         seen = {sid: float(sim) for sid, sim in cur.fetchall()}
     return SessionSpec(session_id, slot_id, roster, threshold, interval,
                        cameras={c[0]: c[1] for c in cams}, failed_cameras={c[0] for c in cams if c[2] == "failed"},
-                       seen=seen)
+                       seen=seen, detection={c[0]: c[3] for c in cams if c[3]})
 
 
 def renew_leases(conn, runner_id: str, session_ids: list[int], lease_s: float) -> set[int]:
@@ -322,15 +333,47 @@ def set_camera_status(conn, runner_id: str, session_id: int, camera_id: int, sta
     return None
 
 
-def add_camera_stats(conn, runner_id: str, session_id: int, stats: dict[int, tuple[int, int, int, int]]) -> None:
-    """Add (frames, detector_runs, faces_detected, faces_embedded) per camera to the stored counters."""
+def add_camera_stats(conn, runner_id: str, session_id: int,
+                     stats: dict[int, tuple[int, int, int, int, int]]) -> None:
+    """Add (frames, detector_runs, faces_detected, faces_embedded, tile_runs) per camera to the counters."""
     with conn.cursor() as cur:
         fence(cur, runner_id, session_id)
-        for camera_id, (frames, runs, detected, embedded) in stats.items():
+        for camera_id, (frames, runs, detected, embedded, tiles) in stats.items():
             cur.execute("""UPDATE session_cameras SET frames = frames + %s, detector_runs = detector_runs + %s,
-                                  faces_detected = faces_detected + %s, faces_embedded = faces_embedded + %s
+                                  faces_detected = faces_detected + %s, faces_embedded = faces_embedded + %s,
+                                  tile_runs = tile_runs + %s
                            WHERE session_id = %s AND camera_id = %s""",
-                        (frames, runs, detected, embedded, session_id, camera_id))
+                        (frames, runs, detected, embedded, tiles, session_id, camera_id))
+
+
+def set_preview(conn, runner_id: str, session_id: int, camera_id: int, view) -> None:
+    """Replace a camera's preview (sessions/preview.py) for the installer's camera view."""
+    with conn.cursor() as cur:
+        fence(cur, runner_id, session_id)
+        cur.execute("""INSERT INTO camera_previews (session_id, camera_id, width, height, faces, jpeg)
+                       VALUES (%s, %s, %s, %s, %s, %s)
+                       ON CONFLICT (session_id, camera_id) DO UPDATE SET taken_at = now(), width = EXCLUDED.width,
+                           height = EXCLUDED.height, faces = EXCLUDED.faces, jpeg = EXCLUDED.jpeg""",
+                    (session_id, camera_id, view.width, view.height, psycopg2.extras.Json(view.faces),
+                     psycopg2.Binary(view.jpeg)))
+
+
+def get_preview(conn, slot_id: int, camera_id: int) -> bytes | None:
+    """The JPEG of a camera's latest preview in the slot's live (or latest) session, or None."""
+    with conn.cursor() as cur:
+        cur.execute("""SELECT p.jpeg FROM camera_previews p JOIN sessions s USING (session_id)
+                       WHERE s.slot_id = %s AND p.camera_id = %s
+                       ORDER BY (s.status IN %s) DESC, s.session_id DESC LIMIT 1""", (slot_id, camera_id, LIVE))
+        row = cur.fetchone()
+        return bytes(row[0]) if row else None
+
+
+def drop_ended_previews(conn) -> int:
+    """Previews of ended sessions go: a picture of the class is kept only while it is watched."""
+    with conn.cursor() as cur:
+        cur.execute("""DELETE FROM camera_previews p USING sessions s
+                       WHERE p.session_id = s.session_id AND s.status NOT IN %s""", (LIVE,))
+        return cur.rowcount
 
 
 def record_recognition(conn, runner_id: str, session_id: int, *, student_id: str, name: str, camera_id: int,

@@ -6,6 +6,9 @@ from the L2-normalised sum with the same threshold, margin and roster as a photo
 from frame to frame averages out, so a student whose single frames sit just under the threshold is
 named after a few frames; a stranger's frames agree with each other, not with a student, and stay
 unnamed. A recognition records the best single frame: its similarity and its evidence.
+
+A small face (under SMALL_FACE_PX) carries little detail: its track is named only once it holds
+SMALL_FACE_MIN_VIEWS embeddings, never from one frame (docs/small_faces.json measures why).
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ def observe(track: Track, embedding: np.ndarray, weight: float, *, frame: np.nda
     track.total = embedding * weight if track.total is None else track.total + embedding * weight
     track.weight += weight
     track.count += 1
+    track.largest = max(track.largest, min(float(bbox[2] - bbox[0]), float(bbox[3] - bbox[1])))
     track.embedded_at, track.signature = now, signature
     view = View(embedding, weight, frame, bbox)
     if track.student_id is None:  # its best views: evidence for a recognition, or for a review item
@@ -61,13 +65,18 @@ def observe(track: Track, embedding: np.ndarray, weight: float, *, frame: np.nda
 
 
 def decide(tracks: list[Track], views: list[View], identify: Callable[[np.ndarray], list],
-           similarity_to: Callable[[np.ndarray, str], np.ndarray]) -> list[Sighting]:
+           similarity_to: Callable[[np.ndarray, str], np.ndarray], *, small_px: float = 0.0,
+           small_min_views: int = 1) -> list[Sighting]:
     """Name the tracks just embedded (`views`: this frame's view of each) from their aggregates.
 
     `identify(aggregates)` applies the matching rules (engine.identify); `similarity_to(embeddings,
-    student_id)` gives single frames' similarities to the named student. Returns one sighting per track
-    naming a student now.
+    student_id)` gives single frames' similarities to the named student. A track whose faces were all
+    smaller than `small_px` is not named before it holds `small_min_views` embeddings. Returns one
+    sighting per track naming a student now.
     """
+    ready = [i for i, t in enumerate(tracks)
+             if t.student_id is not None or t.largest >= small_px or t.count >= small_min_views]
+    tracks, views = [tracks[i] for i in ready], [views[i] for i in ready]
     if not tracks:
         return []
     identities = identify(np.stack([t.aggregate() for t in tracks]))

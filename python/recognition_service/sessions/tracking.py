@@ -40,17 +40,18 @@ class Track:
     count: int = 0
     views: list[View] = field(default_factory=list)  # best few views while unnamed (frames for evidence)
     born: float = 0.0            # when the current face was first seen in this track
+    largest: float = 0.0         # the largest side of this face's embedded views, px (small faces wait longer)
     filed: bool = False          # filed for review already (unnamed for a while)
 
     def forget(self, now: float) -> None:
         """The face in this track is someone else since `now`: drop its name and everything seen of it."""
         self.student_id, self.total, self.weight, self.count, self.views = None, None, 0.0, 0, []
-        self.filed, self.born = False, now
+        self.filed, self.born, self.largest = False, now, 0.0
 
     def copy_unnamed(self) -> "Track":
         """What was seen of this unnamed face, kept apart before the track starts on another face."""
         return Track(bbox=self.bbox, total=self.total, weight=self.weight, count=self.count, views=self.views,
-                     born=self.born, filed=self.filed)
+                     born=self.born, filed=self.filed, largest=self.largest)
 
     def aggregate(self) -> np.ndarray:
         """The L2-normalised weighted mean of the track's embeddings."""
