@@ -96,16 +96,30 @@ def wait_port(port: int, timeout: float = 20.0) -> None:
     raise TimeoutError(f"nothing listens on port {port}")
 
 
+def grab(url: str, skip: int = 10, timeout_s: float = 20.0) -> np.ndarray:
+    """One decoded frame of a stream after `skip` others (what the camera delivers, compression included)."""
+    cap = cv2.VideoCapture(url, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(timeout_s * 1000)])
+    try:
+        frame = None
+        for _ in range(skip + 1):
+            ok, frame = cap.read()
+            assert ok, f"no frame from {url}"
+        return frame
+    finally:
+        cap.release()
+
+
 class RtspCamera:
     """GStreamer's RTSP server on loopback looping a video, run by the system Python (gi bindings)."""
 
-    def __init__(self, video: Path, port: int | None = None):
-        self.video, self.port = video, port or free_port()
+    def __init__(self, video: Path, port: int | None = None, kbit_per_s: int | None = None):
+        self.video, self.port, self.kbit_per_s = video, port or free_port(), kbit_per_s
         self.url = f"rtsp://127.0.0.1:{self.port}/cam"
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> RtspCamera:
-        self.proc = subprocess.Popen([SYSTEM_PYTHON, str(RTSP_SERVER), str(self.video), str(self.port)],
+        rate = [str(self.kbit_per_s)] if self.kbit_per_s else []
+        self.proc = subprocess.Popen([SYSTEM_PYTHON, str(RTSP_SERVER), str(self.video), str(self.port), *rate],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             wait_port(self.port)

@@ -329,6 +329,7 @@ def set_camera_status(conn, runner_id: str, session_id: int, camera_id: int, sta
             cur.execute("""UPDATE sessions SET status = 'failed', reason = 'all_cameras_failed', stopped_at = now(),
                                   owner = NULL, lease_expires_at = NULL WHERE session_id = %s""", (session_id,))
             _status_event(cur, session_id, "failed", "all_cameras_failed")
+            cur.execute("DELETE FROM camera_previews WHERE session_id = %s", (session_id,))
             return "failed"
     return None
 
