@@ -11,8 +11,9 @@ detector's time per frame:
   compares against: "det_size 1920");
 - auto: the service's default (recognition/detection.py: full pass + native tiles, merged).
 
-Also the camera path's cost over time (sessions/face_finder.py) on a still class and on one where one row
-moves: detector passes and milliseconds per processed frame.
+Also the camera path's cost (sessions/face_finder.py at 1 frame/s, MOTION_THRESHOLD 8, MOTION_MAX_SKIP_S 3)
+on a still class (sensor grain only) and on one where everyone moves every frame: detector milliseconds and
+regions per processed frame, full_frame against auto.
 
 usage: .venv/bin/python scripts/measure_detection.py [--report docs/detection.json] [--repeat 3]
 """
@@ -34,7 +35,13 @@ sys.path.insert(0, str(ROOT / "python"))
 import cv2  # noqa: E402
 from devtools.classroom import ROWS_1080P, cast, classroom, seat_of  # noqa: E402
 from devtools.shared import MODEL_PACK  # noqa: E402
-from recognition_service.recognition.detection import DetectionSettings, find_faces, run_region, Region, merge  # noqa: E402
+from recognition_service.recognition.detection import (  # noqa: E402
+    DetectionSettings,
+    Region,
+    find_faces,
+    merge,
+    run_region,
+)
 from recognition_service.recognition.engine import align, detect_faces  # noqa: E402
 from recognition_service.recognition.gallery import Gallery  # noqa: E402
 from recognition_service.recognition.model import load_face_model  # noqa: E402
@@ -64,10 +71,45 @@ def score(model, gallery, frame, seats, boxes, kps, threshold, margin):
     return rows, wrong
 
 
+def camera_cost(model, people, frames: int) -> dict:
+    """Detector time per processed camera frame (1 frame/s, the service's gate and finder), per scene."""
+    import threading
+
+    from recognition_service.sessions.face_finder import FaceFinder
+    from recognition_service.sessions.motion import RegionGate
+
+    slots = threading.BoundedSemaphore(1)
+    rng = np.random.default_rng(0)
+    out = {}
+    for label, size in (("1080p", (1920, 1080)), ("4k", (3840, 2160))):
+        still, _ = classroom(size, people=people, seed=0)
+        moving = [classroom(size, people=people, seed=1 + i)[0] for i in range(4)]
+        for mode in ("full_frame", "auto"):
+            for scene in ("still", "moving"):
+                finder = FaceFinder(DetectionSettings(mode=mode), RegionGate(8.0, 3.0))
+                spent, regions = 0.0, 0
+                for n in range(frames + 1):
+                    if scene == "still":
+                        frame = np.clip(still + rng.normal(0, 2, still.shape), 0, 255).astype(np.uint8)
+                    else:
+                        frame = moving[n % len(moving)]
+                    t0 = time.perf_counter()
+                    found = finder.find(model, frame, float(n), slots)
+                    if n:  # the first frame runs every region: not the steady state
+                        spent += time.perf_counter() - t0
+                        regions += found.regions_run if found else 0
+                key = f"{label} {mode} {scene}"
+                out[key] = {"detector_ms_per_frame": round(1000 * spent / frames, 1),
+                            "regions_per_frame": round(regions / frames, 2)}
+                print(key, out[key], flush=True)
+    return out
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--report", type=Path)
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per way (default 3)")
+    parser.add_argument("--frames", type=int, default=30, help="camera frames per scene (default 30)")
     args = parser.parse_args(argv)
     model = load_face_model(MODEL_PACK, threads=os.cpu_count() or 2, det_threshold=0.5, concurrency=1)
     threshold, margin = 0.35, 0.03
@@ -109,6 +151,7 @@ def main(argv=None) -> None:
             per_scene[way]["named"] = sum(per_scene[way]["named_by_row"])
             print(scene_name, way, per_scene[way], flush=True)
         out["scenes"][scene_name] = per_scene
+    out["camera"] = camera_cost(model, people[:students], args.frames)
     text = json.dumps(out, indent=1)
     if args.report:
         args.report.write_text(text + "\n")

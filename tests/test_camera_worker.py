@@ -145,3 +145,45 @@ def test_a_still_classroom_skips_the_detector_and_embeds_few_faces(service):
     walker[100:400, 420:540] = (200, 180, 160)
     worker.process(walker)
     assert worker.take_counts()[1] == 1
+
+
+def test_a_1080p_class_is_searched_at_native_scale_only_where_it_changes_within_its_region_and_size(service):
+    """The back rows of a 1080p class are named by a worker in its default mode; a still class then costs at
+    most one detector region per frame; a region of interest and a minimum face size are honoured."""
+    from devtools.classroom import ROWS_1080P, cast, classroom
+    from recognition_service.recognition.detection import DetectionSettings
+
+    app, state = service
+    client = app.test_client()
+    people = cast(sum(n for _, n in ROWS_1080P))
+    for name, photos, _, _, _ in people:
+        assert client.post(f"/api/v1/students/{name}/faces",
+                           data={"image": [(p.open("rb"), p.name) for p in photos]}).status_code == 201
+    frame, seats = classroom(people=people)
+    row_of = {s.person: s.row for s in seats}
+
+    def run(frames: int, **detection):
+        worker, recorder, clock = _worker(state, detection=DetectionSettings(**{"det_size": 640, **detection}))
+        for _ in range(frames):
+            clock.now += 1.0
+            worker.process(frame)
+        return worker, recorder
+
+    worker, recorder = run(12, min_face_px=state.settings.CAMERA_MIN_FACE_PX)
+    named = {s.student_id for s in recorder.sightings}
+    assert named <= set(row_of) and sum(row_of[n] >= 3 for n in named) >= 4  # 36 and 28 px rows
+    frames, runs, _, _, tiles = worker.take_counts()
+    # the first frame runs every region (the full pass and 4 tiles); then the picture never changes: at
+    # most one region per frame, so 12 frames cost far less than 12 x 5 regions
+    assert frames == 12 and tiles <= 4 + 11 and runs <= 12
+    assert recorder.previews and max(f["size_px"] for f in recorder.previews[0].faces) >= 70
+    assert min(f["size_px"] for f in recorder.previews[0].faces) < 32
+    # the installer's settings: the left half of the room only, then no face under 40 px
+    _, left = run(6, roi=((0.0, 0.0), (0.5, 0.0), (0.5, 1.0), (0.0, 1.0)))
+    xs = {s.person: (s.box[0] + s.box[2]) / 2 for s in seats}
+    assert left.sightings and all(xs[s.student_id] < 960 for s in left.sightings)
+    _, near = run(6, min_face_px=40)
+    assert near.sightings and all(row_of[s.student_id] <= 2 for s in near.sightings)
+    assert all(f["size_px"] >= 40 for f in near.previews[0].faces)
+    _, shrunk = run(6, mode="full_frame")
+    assert len({s.student_id for s in shrunk.sightings}) < len(named)

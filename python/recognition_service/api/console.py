@@ -177,12 +177,18 @@ def session_page(slot_id: int):
     started = datetime.fromisoformat(found["started_at"])
     end = datetime.fromisoformat(found["stopped_at"]) if found["stopped_at"] else datetime.now(started.tzinfo)
     return render_template("console/session.html", s=found, review=items, live=True,
-                           elapsed=max(1.0, (end - started).total_seconds()))
+                           elapsed=max(1.0, (end - started).total_seconds()),
+                           small_px=service_state().settings.SMALL_FACE_PX)
 
 
 @bp.get("/sessions/<int:slot_id>/evidence/<evidence_id>")
 def evidence(slot_id: int, evidence_id: str):
     return sessions_api.send_evidence(slot_id, evidence_id)
+
+
+@bp.get("/sessions/<int:slot_id>/cameras/<int:camera_id>/preview")
+def camera_preview(slot_id: int, camera_id: int):
+    return sessions_api.camera_preview(slot_id, camera_id)
 
 
 @bp.post("/sessions/<int:slot_id>/review/<item_id>")

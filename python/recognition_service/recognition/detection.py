@@ -30,10 +30,10 @@ MODES = ("auto", "full_frame", "tiled")
 DETECTOR_MIN_FACE = 16
 # auto tiles a frame only when the full pass shrinks it by more than this: below, tiles would add little.
 AUTO_MIN_SHRINK = 1.5
-# The largest tile, in frame pixels (multiples of 32, as the detector's input must be). Measured on 2
-# cores with det_500m (scripts/measure_detection.py): per pixel, tiles of about 1024x640 cost the same as
-# one native-resolution pass, smaller ones pay for more overlap, and this size keeps a camera's changed
-# area (sessions/face_finder.py) fine enough that one student moving re-detects a quarter of a 1080p frame.
+# The tile, in frame pixels (multiples of 32, as the detector's input must be). Measured on 2 cores with
+# det_500m (scripts/measure_detection.py): per pixel, 1024x640 tiles cost no more than one native-resolution
+# pass (at 4K half of it), smaller ones pay for more overlap, and this size keeps a camera's changed area
+# (sessions/face_finder.py) fine enough that one student moving re-detects a quarter of a 1080p frame.
 TILE_MAX = (1024, 640)
 MIN_OVERLAP = 128  # frame pixels; at least the largest face the full pass may miss, with room to spare
 EDGE_PX = 2        # a tile detection this close to an inner tile edge is cut by it
@@ -89,12 +89,11 @@ def _positions(length: int, tile: int, overlap: int) -> list[int]:
     return [int(round(i * step)) for i in range(count)]
 
 
-def tile_size(length: int, limit: int, overlap: int) -> int:
-    """The side of equal tiles (at most `limit`) covering `length`: as few tiles as fit, evened out."""
-    if length <= limit:
-        return length
-    count = math.ceil((length - overlap) / (limit - overlap))
-    return min(limit, _ceil32((length + (count - 1) * overlap) / count))
+def tile_size(length: int, limit: int) -> int:
+    """The side of the tiles covering `length`: always `limit` when the frame is larger, so every frame
+    over TILE_MAX gives the detector one input shape (ONNX Runtime plans memory per shape: a worker's
+    memory stays flat whatever resolutions its cameras and uploads come in)."""
+    return min(length, limit)
 
 
 def overlap_for(width: int, height: int, det_size: int) -> int:
@@ -133,8 +132,7 @@ def plan_regions(width: int, height: int, settings: DetectionSettings) -> list[R
     if not wants_tiles(width, height, settings):
         return regions
     overlap = overlap_for(width, height, settings.det_size)
-    tw = tile_size(width, TILE_MAX[0], overlap)
-    th = tile_size(height, TILE_MAX[1], overlap)
+    tw, th = tile_size(width, TILE_MAX[0]), tile_size(height, TILE_MAX[1])
     rx1, ry1, rx2, ry2 = roi_mask_box(width, height, settings.roi)
     for y in _positions(height, th, overlap):
         for x in _positions(width, tw, overlap):
