@@ -4,7 +4,8 @@
 Each image is analysed by the service's own code (pipeline.analyse_bytes with the default settings) in this
 process, after a warm-up; the figure is the rise of the process's peak RSS (VmHWM, reset through
 /proc/self/clear_refs before each image) above its RSS just before. Linux only. The images are made here
-(flat colours, no faces) except the reference group photo from ../shared.
+(flat colours, no faces) except the reference group photo from ../shared and a 4K class photo built from
+../shared's people.
 """
 
 from __future__ import annotations
@@ -39,7 +40,17 @@ def images() -> dict[str, bytes]:
                                                                               lossless=True),
         "8000x5000 JPEG": _encode((8000, 5000), "RGB", "JPEG", quality=30),
         "1414x28280 PNG (aspect 20, the limit)": _encode((1414, 28280), "RGB", "PNG"),
+        "3840x2160 class photo JPEG (32 faces, native tiles)": _classroom_4k(),
     }
+
+
+def _classroom_4k() -> bytes:
+    """A 4K class photo of 32 real people in five rows (devtools.classroom): the tiles and 32 embeddings."""
+    import cv2
+    from devtools.classroom import classroom
+
+    frame, _ = classroom((3840, 2160))
+    return cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
 
 
 def _status(field: str) -> int:

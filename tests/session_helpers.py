@@ -98,3 +98,22 @@ def people_shown(url: str, count: int, *, min_photos: int = 3, headers: dict | N
         if len(found) == count:
             return found
     raise AssertionError(f"fewer than {count} usable identities in ../shared/faces")
+
+
+class MemoryRecorder:
+    """The recorder's interface, keeping what the worker reports."""
+
+    def __init__(self):
+        self.sightings, self.states, self.reviews, self.previews = [], [], [], []
+
+    def sighting(self, camera_id, seen):
+        self.sightings.append(seen)
+
+    def camera_state(self, *args):
+        self.states.append(args)
+
+    def review(self, camera_id, **item):
+        self.reviews.append(item)
+
+    def preview(self, camera_id, view):
+        self.previews.append(view)

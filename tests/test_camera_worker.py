@@ -12,29 +12,10 @@ import pytest
 from devtools.shared import IDENTITIES
 from devtools.streams import BBT, face_at, still_frames
 from recognition_service.sessions.camera_worker import CameraJob, CameraWorker
-from session_helpers import CAST
+from session_helpers import CAST, MemoryRecorder
 
 SIZE = (960, 540)
 LEFT, RIGHT = (200, 150, 340, 310), (620, 150, 760, 310)
-
-
-class MemoryRecorder:
-    """The recorder's interface, keeping what the worker reports."""
-
-    def __init__(self):
-        self.sightings, self.states, self.reviews, self.previews = [], [], [], []
-
-    def sighting(self, camera_id, seen):
-        self.sightings.append(seen)
-
-    def camera_state(self, *args):
-        self.states.append(args)
-
-    def review(self, camera_id, **item):
-        self.reviews.append(item)
-
-    def preview(self, camera_id, view):
-        self.previews.append(view)
 
 
 class Clock:

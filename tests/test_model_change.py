@@ -17,6 +17,7 @@ from devtools.shared import MODEL_PACK, identities
 from recognition_service.model_change import store
 from recognition_service.model_change.reembedder import Reembedder
 from recognition_service.model_change.shadow import Sample, ShadowComparer, outcome
+from session_helpers import MemoryRecorder
 
 SHADOW_PACK = MODEL_PACK.parent / "mobilefacenet_128d"
 
@@ -210,18 +211,8 @@ def test_a_camera_offers_a_sample_of_its_frames_to_the_shadow_model(make_app, da
     bbox = client.post("/api/v1/embeddings", data={"image": (photo.open("rb"), "p.jpg")}).json["faces"][0]["bbox"]
     frame = face_at(cv2.imread(str(photo)), bbox, (380, 120, 580, 320), (960, 540))
 
-    class Recorder:
-        def sighting(self, camera_id, seen):
-            pass
-
-        def camera_state(self, *args):
-            pass
-
-        def review(self, camera_id, **item):
-            pass
-
     now = [0.0]
-    worker = CameraWorker(CameraJob(1, 1, "unused.mp4", 1.0, None, None), engine=state.engine, recorder=Recorder(),
+    worker = CameraWorker(CameraJob(1, 1, "unused.mp4", 1.0, None, None), engine=state.engine, recorder=MemoryRecorder(),
                           settings=state.settings, stopped=threading.Event(),
                           inference_slots=threading.BoundedSemaphore(1), clock=lambda: now[0], shadow=comparer)
     comparer.start()

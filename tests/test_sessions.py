@@ -119,7 +119,17 @@ def test_invalid_session_requests_are_refused_and_change_nothing(servers):
         "student_ids": {**good, "student_ids": ["ok", "not ok!"]},
         "threshold": {**good, "threshold": 3},
         "frame_interval_ms": {**good, "frame_interval_ms": -1},
+        "detection": {**good, "detection": "sideways"},
+        "cameras.0.detection": {**good, "cameras": [{**good["cameras"][0], "detection": "everywhere"}]},
+        "cameras.0.min_face_px": {**good, "cameras": [{**good["cameras"][0], "min_face_px": -3}]},
+        # a region of interest: points are fractions of the frame, at least 3, enclosing an area
+        "cameras.0.roi": {**good, "cameras": [{**good["cameras"][0], "roi": [[0, 0], [0.5, 0]]}]},
+        "cameras.0.roi.1.0": {**good, "cameras": [{**good["cameras"][0], "roi": [[0, 0], [1.5, 0], [0, 1]]}]},
+        "cameras.0.roi.2": {**good, "cameras": [{**good["cameras"][0], "roi": [[0, 0], [1, 0], "x"]}]},
     }
+    flat = {**good, "cameras": [{**good["cameras"][0], "roi": [[0, 0], [0.5, 0.5], [1, 1]]}]}  # no area
+    r = requests.post(url, json=flat, timeout=10)
+    assert r.status_code == 422 and "encloses" in r.json()["error"]["message"], r.text
     for field, body in cases.items():
         r = requests.post(url, json=body, timeout=10)
         assert r.status_code == 422, (field, r.text)
