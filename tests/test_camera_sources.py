@@ -125,3 +125,28 @@ def test_a_fifo_is_not_a_camera_and_never_blocks_a_reader(tmp_path):
     grabber.stop()
     assert grabber.join(5), "the reader thread is stuck"
     assert events and events[0][0] == "failed" and "not a regular file" in events[0][1]
+
+
+def test_only_the_frames_asked_for_are_converted(video):
+    """A 10 frames/s file read for 3 s, a consumer taking one frame a second: every frame is read (the
+    stream is drained, played at its rate), about one in ten becomes an array, and each taken frame is
+    fresh (converted after it was asked for)."""
+    from recognition_service.sessions.cameras import FrameGrabber
+
+    events = []
+    grabber = FrameGrabber(str(video), open_timeout_s=5, read_timeout_s=5, on_event=lambda *e: events.append(e),
+                           next_delay=lambda: 0.2, name="grab-test")
+    grabber.start()
+    try:
+        seq, taken = 0, 0
+        for _ in range(3):
+            frame, newer = grabber.newest(seq, timeout=2.0)
+            assert frame is not None and newer > seq
+            seq, taken = newer, taken + 1
+            time.sleep(1.0)
+    finally:
+        grabber.stop()
+        assert grabber.join(5)
+    assert ("frame", None) in events and taken == 3
+    assert grabber.converted <= taken + 2, grabber.converted  # the first frame of a connection, and those asked
+

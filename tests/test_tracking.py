@@ -66,3 +66,15 @@ def test_small_changes_of_the_same_face_do_not_cost_an_embedding():
         noisy = np.clip(face.astype(np.int16) + RNG.integers(-6, 7, face.shape), 0, 255).astype(np.uint8)
         assert float(face_signature(noisy) @ face_signature(face)) >= SAME_FACE_MIN
         assert _recognise(tracker, BOX, [noisy], t * 0.5, ["ann"]) == []
+
+
+def test_a_camera_that_cannot_keep_up_skips_the_re_embed_timer_but_never_a_change_of_face():
+    tracker, ann, bob = FaceTracker(reembed_s=3.0), _face(), _face()
+    sigs = lambda f: [face_signature(f)]  # noqa: E731
+    assert _recognise(tracker, BOX, [ann], 0.0, ["ann"]) == [0]
+    # frames 10 s apart (over capacity): the timer would re-embed on every one; refresh=False does not
+    for now in (10.0, 20.0, 30.0):
+        assert tracker.update(BOX, now, sigs(ann), refresh=False)[1] == []
+    # someone else in the same box is embedded at once, behind or not
+    tracks, to_embed = tracker.update(BOX, 40.0, sigs(bob), refresh=False)
+    assert to_embed == [0] and tracks[0].student_id is None

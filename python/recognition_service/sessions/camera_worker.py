@@ -44,6 +44,8 @@ REVIEW_AFTER_S = 10.0
 # The review band: an unnamed face whose closest student is within this of the threshold is a `near_miss`
 # (most likely that student, on a poor enrolment photo or a bad angle), the rest `below_threshold`.
 REVIEW_BAND = 0.1
+# A camera is behind when its frames come more than twice the asked interval plus this apart.
+BEHIND_SLACK_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ class CameraWorker:
         self.tracker = FaceTracker(settings.TRACK_REEMBED_S)
         self.finder = FaceFinder(job.detection, RegionGate(settings.MOTION_THRESHOLD, settings.MOTION_MAX_SKIP_S))
         self._preview_due = float("-inf")
+        self._last_frame_at: float | None = None
         # frames, frames the detector ran on, faces detected, faces embedded, native tile runs, since the last take
         self.counts = [0, 0, 0, 0, 0]
         self._counts_lock = threading.Lock()
@@ -134,10 +137,13 @@ class CameraWorker:
                 if wait > 0:
                     stop.wait(wait)
                     continue
+                asked = time.monotonic()
                 frame, seq = self.grabber.newest(seq, timeout=1.0)
                 if frame is None:
                     continue
-                next_due = time.monotonic() + job.frame_interval_s
+                # the next frame is due an interval after this one was asked for, not after it arrived (the
+                # grabber converts the next frame it reads once asked: up to one frame period later)
+                next_due = asked + job.frame_interval_s
                 try:
                     self.process(frame)
                 except store.LeaseLost:
@@ -157,6 +163,12 @@ class CameraWorker:
     def process(self, frame: np.ndarray) -> None:
         """One frame: find faces (where the picture changed), track, embed what needs it, decide, record."""
         now = self.clock()
+        # Behind: frames come much further apart than asked (the worker is over capacity). Optional work
+        # (re-embedding unchanged named faces on the timer) is then skipped, so a slow camera does not
+        # grow slower still; detection stays bounded by the region gate (one stale region per frame).
+        behind = (self._last_frame_at is not None
+                  and now - self._last_frame_at > 2 * self.job.frame_interval_s + BEHIND_SLACK_S)
+        self._last_frame_at = now
         model = self.engine.model()
         found = self.finder.find(model, frame, now, self.slots)
         self._count(frames=1, runs=int(found is not None), tiles=found.tiles_run if found else 0)
@@ -173,7 +185,7 @@ class CameraWorker:
         # tracker when the face in a box has changed; the ones to embed go to the recogniser.
         aligned = align(frame, kps)
         signatures = [face_signature(c) for c in aligned]
-        tracks, to_embed = self.tracker.update(boxes[:, :4], now, signatures)
+        tracks, to_embed = self.tracker.update(boxes[:, :4], now, signatures, refresh=not behind)
         overdue = [t for t in tracks if now - t.born >= REVIEW_AFTER_S]  # _file_unnamed keeps the unnamed
         self._file_unnamed(model, self.tracker.take_ended() + overdue)
         self._count(detected=len(boxes), embedded=len(to_embed))

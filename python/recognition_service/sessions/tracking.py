@@ -100,12 +100,15 @@ class FaceTracker:
         ended, self.ended = self.ended, []
         return ended
 
-    def update(self, boxes: np.ndarray, now: float,
-               signatures: list[np.ndarray] | None = None) -> tuple[list[Track], list[int]]:
+    def update(self, boxes: np.ndarray, now: float, signatures: list[np.ndarray] | None = None, *,
+               refresh: bool = True) -> tuple[list[Track], list[int]]:
         """Match this frame's boxes (N x 4) to tracks; return the track of each box and the boxes to embed.
 
         `signatures` (face_signature of each box's aligned face) let a track notice a change of face.
-        The caller sets `embedded_at` and `signature` of the tracks it embedded (see track_decision).
+        `refresh` False skips the re-embed timer (a camera that cannot keep up drops that optional work:
+        it only refreshes a best similarity, and on the timer a slow camera would re-embed every face on
+        every frame, slowing it further). The caller sets `embedded_at` and `signature` of the tracks it
+        embedded (see track_decision).
         """
         boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
         assigned: list[Track | None] = [None] * len(boxes)
@@ -144,7 +147,7 @@ class FaceTracker:
                     self.ended.append(track.copy_unnamed())  # the previous face's track ends here
                 track.forget(now)  # never carry a name, or embeddings, over to another face
             unnamed = track.student_id is None and not track.settled
-            if changed or unnamed or now - track.embedded_at >= self.reembed_s:
+            if changed or unnamed or (refresh and now - track.embedded_at >= self.reembed_s):
                 to_embed.append(i)
         self.tracks = survivors
         return out, to_embed
