@@ -189,3 +189,35 @@ def test_a_4k_class_photo_is_searched_at_its_own_resolution(client, people):
     assert sum(named[:3]) >= sum(shrunk_found[:3]) * 0.6 and named[3] >= 2
     assert client.post("/api/v1/recognize?detection=sideways",
                        data={"image": (__import__("io").BytesIO(jpeg), "c.jpg")}).status_code == 422
+
+
+def test_a_worker_over_capacity_says_so_per_camera_in_the_session_the_health_and_the_metrics(gunicorn_servers,
+                                                                                             tmp_path, people):
+    """A camera asking for every frame of a 10 frames/s 1080p class searched at native resolution on every
+    frame (the motion gate off) cannot be served by a 2-core worker: its session view shows what it asked
+    for and what it got, /health warns, the gauge counts it; a light camera beside it is not short-changed."""
+    server = gunicorn_servers(**{**FAST, "WORKERS": 1, "CAMERA_RATE_WINDOW_S": 4, "MOTION_THRESHOLD": 0})
+    frame, _ = classroom((1920, 1080), people=people[:STUDENTS], seed=3)
+    heavy = write_video(tmp_path / "heavy.mp4", [(frame, 30)], fps=10, noise=2.0)
+    start(server.url, 2401, [(1, str(heavy))], frame_interval_ms=100, detection="tiled")
+    light = write_video(tmp_path / "light.mp4", [(np.full((240, 320, 3), 90, np.uint8), 30)], fps=10)
+    start(server.url, 2402, [(1, str(light))], frame_interval_ms=1000)
+
+    def measured(slot):
+        cam = get(server.url, slot)["cameras"][0]
+        return cam if cam["fps_delivered"] is not None else None
+
+    heavy_cam = wait_for(lambda: measured(2401), 40, "the heavy camera's delivered rate", interval=1.0)
+    light_cam = wait_for(lambda: measured(2402), 40, "the light camera's delivered rate", interval=1.0)
+    assert heavy_cam["fps_asked"] == pytest.approx(10, abs=0.5) and heavy_cam["fps_delivered"] < 8, heavy_cam
+    assert light_cam["fps_asked"] == pytest.approx(1) and light_cam["fps_delivered"] >= 0.8, light_cam
+    health = requests.get(f"{server.url}/health", timeout=30).json()
+    warning = " ".join(health.get("warnings", []))
+    assert "slot 2401 camera 1" in warning and "over capacity" in warning, health
+    assert "2402" not in warning
+    metrics_text = requests.get(f"{server.url}/metrics", timeout=10).text
+    gauge = [line for line in metrics_text.splitlines() if line.startswith("recognizer_cameras_short_changed ")]
+    assert gauge and float(gauge[0].split()[1]) >= 1, gauge
+    for slot in (2401, 2402):
+        requests.post(f"{server.url}/api/v1/sessions/{slot}/stop", timeout=10)
+

@@ -127,6 +127,8 @@ class Settings(BaseSettings):
     SMALL_FACE_MIN_VIEWS: int = Field(3, ge=1, le=100)
     CAMERA_MIN_FACE_PX: int = Field(16, ge=0, le=1000)
     CAMERA_PREVIEW_S: float = Field(10.0, gt=0, le=3600)  # how often a camera's view for the installer is renewed
+    # A camera's delivered frames per second are counted over this window (session view, /health, metrics).
+    CAMERA_RATE_WINDOW_S: float = Field(30.0, ge=2, le=3600)
     EVIDENCE_RETENTION_DAYS: float = Field(30.0, gt=0)
     EVIDENCE_SWEEP_S: float = Field(3600.0, gt=0)  # also removes delivered callbacks past their retention
     DELIVERED_RETENTION_DAYS: float = Field(30.0, gt=0)

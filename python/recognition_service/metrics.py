@@ -37,6 +37,9 @@ CAMERA_DETECTIONS_SKIPPED = Counter("recognizer_camera_detections_skipped_total"
 CAMERA_DETECTOR_PASSES = Counter("recognizer_camera_detector_passes_total",
                                  "Detector runs on camera frames: the whole frame at DET_SIZE, or one native tile",
                                  ["kind"])
+CAMERAS_SHORT_CHANGED = Gauge("recognizer_cameras_short_changed",
+                              "Cameras of this process processing under 80% of the frames per second asked for",
+                              multiprocess_mode="livesum")
 CAMERA_FACES = Counter("recognizer_camera_faces_total", "Faces in camera frames, detected and embedded", ["kind"])
 CAMERA_FAILURES = Counter("recognizer_camera_failures_total", "Failed camera opens and lost streams")
 SESSION_RECOGNITIONS = Counter("recognizer_session_recognitions_total",

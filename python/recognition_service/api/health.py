@@ -14,6 +14,8 @@ from recognition_service.api.context import get_db, service_state
 from recognition_service.api.models import model_change_status
 from recognition_service.errors import ServiceUnavailable
 from recognition_service.recognition.thresholds import describe
+from recognition_service.sessions import store as sessions_store
+from recognition_service.sessions.camera_worker import SHORT_CHANGED
 from recognition_service.students.store import enrollment_counts
 
 bp = Blueprint("health", __name__)
@@ -74,9 +76,26 @@ def health():
     elif shadow and shadow.get("fingerprint") == change["active"].get("fingerprint"):
         warnings.append("SHADOW_MODEL_DIR holds the model in use: nothing is being compared; "
                         "point it at the next model")
+    short = _short_changed_cameras()
+    if short:
+        first = short[0]
+        warnings.append(
+            f"{len(short)} camera(s) get fewer frames per second than their session asked for (slot "
+            f"{first['slot_id']} camera {first['camera_id']}: {first['delivered']:.2f} of {first['asked']:.2f}): "
+            "the workers running them are over capacity; add a worker or a server (they share the database), "
+            "or ask for fewer frames (frame_interval_ms)")
     if warnings:
         result["warnings"] = warnings
     return jsonify(result), 503 if reasons else 200
+
+
+def _short_changed_cameras() -> list[dict]:
+    """Cameras of every worker and server whose delivered frame rate is under SHORT_CHANGED of the asked."""
+    try:
+        with get_db() as conn:
+            return sessions_store.short_changed_cameras(conn, SHORT_CHANGED)
+    except ServiceUnavailable:
+        return []  # the database is down: /health already says so
 
 
 @bp.get("/health/live")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,6 +47,36 @@ REVIEW_AFTER_S = 10.0
 REVIEW_BAND = 0.1
 # A camera is behind when its frames come more than twice the asked interval plus this apart.
 BEHIND_SLACK_S = 0.5
+# A camera delivering under this share of the frames per second it was asked for is short-changed.
+SHORT_CHANGED = 0.8
+
+
+class RateMeter:
+    """Frames processed per second over the last `window` seconds (None until a whole window has passed)."""
+
+    def __init__(self, window: float, clock):
+        self.window, self.clock = window, clock
+        self._times: deque[float] = deque()
+        self._started: float | None = None
+
+    def tick(self) -> None:
+        now = self.clock()
+        if self._started is None:
+            self._started = now
+        self._times.append(now)
+
+    def rate(self) -> float | None:
+        now = self.clock()
+        while self._times and self._times[0] <= now - self.window:
+            self._times.popleft()
+        if self._started is None or now - self._started < self.window:
+            return None
+        return len(self._times) / self.window
+
+
+def short_changed(asked: float | None, delivered: float | None) -> bool:
+    """Asked for `asked` frames/s (None: as fast as possible), processed `delivered`: too few?"""
+    return asked is not None and delivered is not None and delivered < SHORT_CHANGED * asked
 
 
 @dataclass(frozen=True)
@@ -77,6 +108,7 @@ class CameraWorker:
         self.finder = FaceFinder(job.detection, RegionGate(settings.MOTION_THRESHOLD, settings.MOTION_MAX_SKIP_S))
         self._preview_due = float("-inf")
         self._last_frame_at: float | None = None
+        self.rate = RateMeter(settings.CAMERA_RATE_WINDOW_S, clock)
         # frames, frames the detector ran on, faces detected, faces embedded, native tile runs, since the last take
         self.counts = [0, 0, 0, 0, 0]
         self._counts_lock = threading.Lock()
@@ -97,6 +129,15 @@ class CameraWorker:
         self._thread.join(max(0.0, end - time.monotonic()))
         self.grabber.stop()
         self.grabber.join(max(0.0, end - time.monotonic()))
+
+    @property
+    def fps_asked(self) -> float | None:
+        """The frames per second this camera should process: one per frame_interval_ms, but never more than
+        its stream sends (a 10 frames/s camera asked for 20 is not short-changed by the worker)."""
+        if self.job.frame_interval_s <= 0:
+            return None
+        asked = 1.0 / self.job.frame_interval_s
+        return min(asked, self.grabber.source_fps) if self.grabber.source_fps else asked
 
     def take_counts(self) -> tuple[int, int, int, int, int]:
         with self._counts_lock:
@@ -169,6 +210,7 @@ class CameraWorker:
         behind = (self._last_frame_at is not None
                   and now - self._last_frame_at > 2 * self.job.frame_interval_s + BEHIND_SLACK_S)
         self._last_frame_at = now
+        self.rate.tick()
         model = self.engine.model()
         found = self.finder.find(model, frame, now, self.slots)
         self._count(frames=1, runs=int(found is not None), tiles=found.tiles_run if found else 0)

@@ -74,6 +74,7 @@ class FrameGrabber:
         self._frame: np.ndarray | None = None
         self._seq = 0
         self._wanted = True  # a consumer waits for a frame: convert the next one
+        self.source_fps: float | None = None  # what the stream says it sends (None: it does not say)
         self.converted = 0   # frames converted to arrays (the rest were only grabbed)
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
@@ -133,7 +134,8 @@ class FrameGrabber:
             self._on_event("opened", None)
             is_file = is_file_source(self.url)
             fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
-            period = 1.0 / fps if is_file and 0 < fps <= 240 else 0.0
+            self.source_fps = fps if 0 < fps <= 240 else None
+            period = 1.0 / fps if is_file and self.source_fps else 0.0
             frames = 0
             next_at = time.monotonic()
             while not self._stop.is_set():

@@ -142,13 +142,16 @@ class SessionRecorder:
                 for camera_id, item in pending.items():
                     self._pending.setdefault(camera_id, item)
 
-    def add_counts(self, counts: dict[int, tuple[int, int, int, int, int]]) -> None:
-        """Add (frames, detector runs, faces detected, faces embedded, tile runs) per camera to the counters."""
+    def add_counts(self, counts: dict[int, tuple[int, int, int, int, int]],
+                   rates: dict[int, tuple[float | None, float | None]] | None = None) -> None:
+        """Add (frames, detector runs, faces detected, faces embedded, tile runs) per camera to the counters,
+        and write each camera's (asked, delivered) frames per second once the delivered rate is measured."""
         counts = {cid: c for cid, c in counts.items() if any(c)}
-        if not counts:
+        rates = {cid: r for cid, r in (rates or {}).items() if r[1] is not None}
+        if not counts and not rates:
             return
         try:
             with self._db.get_db_conn() as conn:
-                store.add_camera_stats(conn, self._runner_id, self.spec.session_id, counts)
+                store.add_camera_stats(conn, self._runner_id, self.spec.session_id, counts, rates)
         except store.LeaseLost:
             self.lease_lost()

@@ -8,7 +8,7 @@ import time
 from recognition_service.recognition.detection import DetectionSettings
 from recognition_service.recognition.engine import detection_for
 from recognition_service.sessions import store
-from recognition_service.sessions.camera_worker import CameraJob, CameraWorker
+from recognition_service.sessions.camera_worker import CameraJob, CameraWorker, short_changed
 from recognition_service.sessions.recorder import SessionRecorder
 
 
@@ -61,4 +61,10 @@ class SessionRun:
     def flush(self) -> None:
         """Write camera states kept while the database was down, and the frame counters."""
         self.recorder.flush_cameras()
-        self.recorder.add_counts({cid: cam.take_counts() for cid, cam in self.cameras.items()})
+        self.recorder.add_counts({cid: cam.take_counts() for cid, cam in self.cameras.items()},
+                                 {cid: (cam.fps_asked, cam.rate.rate()) for cid, cam in self.cameras.items()})
+
+    def short_changed(self) -> int:
+        """Cameras of this session processing fewer frames per second than asked (a worker over capacity)."""
+        return sum(short_changed(cam.fps_asked, cam.rate.rate()) for cam in self.cameras.values()
+                   if not cam.dead)

@@ -115,7 +115,8 @@ def _iso(value: datetime | None) -> str | None:
 def _view(cur, row: dict) -> dict:
     sid = row["session_id"]
     cur.execute("""SELECT c.camera_id, c.url, c.status, c.failures, c.last_error, c.frames, c.detector_runs,
-                          c.tile_runs, c.faces_detected, c.faces_embedded, c.detection, p.taken_at AS preview_at,
+                          c.tile_runs, c.faces_detected, c.faces_embedded, c.detection, c.fps_asked, c.fps_delivered,
+                          p.taken_at AS preview_at,
                           p.width AS preview_width, p.height AS preview_height, p.faces AS preview_faces
                    FROM session_cameras c
                    LEFT JOIN camera_previews p ON p.session_id = c.session_id AND p.camera_id = c.camera_id
@@ -158,6 +159,10 @@ def _view(cur, row: dict) -> dict:
         "cameras": [{"camera_id": c["camera_id"], "url": _redact(c["url"]), "status": c["status"],
                      "failures": c["failures"], "last_error": c["last_error"], "frames": c["frames"],
                      "detector_runs": c["detector_runs"], "tile_runs": c["tile_runs"],
+                     "fps_asked": (round(float(c["fps_asked"]), 2) if c["fps_asked"] is not None
+                                   else round(1000 / row["frame_interval_ms"], 2) if row["frame_interval_ms"] else None),
+                     "fps_delivered": (round(float(c["fps_delivered"]), 2)
+                                       if c["fps_delivered"] is not None and c["status"] == "active" else None),
                      "faces_detected": c["faces_detected"], "faces_embedded": c["faces_embedded"],
                      "detection": c["detection"] or {},
                      "preview": None if c["preview_at"] is None else {
@@ -335,16 +340,35 @@ def set_camera_status(conn, runner_id: str, session_id: int, camera_id: int, sta
 
 
 def add_camera_stats(conn, runner_id: str, session_id: int,
-                     stats: dict[int, tuple[int, int, int, int, int]]) -> None:
-    """Add (frames, detector_runs, faces_detected, faces_embedded, tile_runs) per camera to the counters."""
+                     stats: dict[int, tuple[int, int, int, int, int]],
+                     rates: dict[int, tuple[float | None, float]] | None = None) -> None:
+    """Add (frames, detector_runs, faces_detected, faces_embedded, tile_runs) per camera to the counters;
+    `rates`: each camera's (asked, delivered) frames per second."""
     with conn.cursor() as cur:
         fence(cur, runner_id, session_id)
+        for camera_id, (asked, delivered) in (rates or {}).items():
+            cur.execute("""UPDATE session_cameras SET fps_asked = %s, fps_delivered = %s, fps_at = now()
+                           WHERE session_id = %s AND camera_id = %s""",
+                        (None if asked is None else round(float(asked), 3), round(float(delivered), 3),
+                         session_id, camera_id))
         for camera_id, (frames, runs, detected, embedded, tiles) in stats.items():
             cur.execute("""UPDATE session_cameras SET frames = frames + %s, detector_runs = detector_runs + %s,
                                   faces_detected = faces_detected + %s, faces_embedded = faces_embedded + %s,
                                   tile_runs = tile_runs + %s
                            WHERE session_id = %s AND camera_id = %s""",
                         (frames, runs, detected, embedded, tiles, session_id, camera_id))
+
+
+def short_changed_cameras(conn, share: float) -> list[dict]:
+    """Active cameras of running sessions processing fewer than `share` of the frames per second asked."""
+    with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+        cur.execute("""SELECT s.slot_id, c.camera_id, c.fps_asked AS asked, c.fps_delivered AS delivered, s.owner
+                       FROM session_cameras c JOIN sessions s USING (session_id)
+                       WHERE s.status = 'running' AND c.status = 'active' AND c.fps_asked IS NOT NULL
+                         AND c.fps_delivered IS NOT NULL AND c.fps_delivered < %s * c.fps_asked
+                         AND c.fps_at > now() - interval '2 minutes'
+                       ORDER BY s.slot_id, c.camera_id""", (share,))
+        return cur.fetchall()
 
 
 def set_preview(conn, runner_id: str, session_id: int, camera_id: int, view) -> None:

@@ -80,6 +80,7 @@ class SessionSupervisor(BackgroundLoop):
         self._flush()
         self._claim_if_least_loaded(fewest)
         metrics.SESSIONS_OWNED.set(len(self.handles))
+        metrics.CAMERAS_SHORT_CHANGED.set(sum(h.short_changed() for h in self.handles.values()))
         self._sweep_evidence()
         return False  # every SESSION_POLL_S, or sooner when woken
 
