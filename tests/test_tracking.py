@@ -78,3 +78,19 @@ def test_a_camera_that_cannot_keep_up_skips_the_re_embed_timer_but_never_a_chang
     # someone else in the same box is embedded at once, behind or not
     tracks, to_embed = tracker.update(BOX, 40.0, sigs(bob), refresh=False)
     assert to_embed == [0] and tracks[0].student_id is None
+
+
+def test_a_camera_that_is_behind_settles_an_unnamed_face_after_three_embeddings_not_eight():
+    tracker, face = FaceTracker(reembed_s=3.0), _face()
+    sig = [face_signature(face)]
+    embedded = 0
+    for now in range(12):
+        tracks, to_embed = tracker.update(BOX, float(now), sig, refresh=False)
+        for i in to_embed:  # embedded but never named (a small face, a stranger)
+            tracks[i].embedded_at, tracks[i].signature = float(now), sig[0]
+            tracks[i].count += 1
+            embedded += 1
+    assert embedded == 3
+    tracks, to_embed = tracker.update(BOX, 12.0, sig)  # keeping up again: it goes on to eight
+    assert to_embed == [0]
+

@@ -207,8 +207,11 @@ class CameraWorker:
         # Behind: frames come much further apart than asked (the worker is over capacity). Optional work
         # (re-embedding unchanged named faces on the timer) is then skipped, so a slow camera does not
         # grow slower still; detection stays bounded by the region gate (one stale region per frame).
-        behind = (self._last_frame_at is not None
-                  and now - self._last_frame_at > 2 * self.job.frame_interval_s + BEHIND_SLACK_S)
+        # Measured both ways: this frame came late, or over the last window fewer frames came than asked (a
+        # frame that happens to come on time must not set off every postponed re-embedding at once).
+        behind = ((self._last_frame_at is not None
+                   and now - self._last_frame_at > 2 * self.job.frame_interval_s + BEHIND_SLACK_S)
+                  or short_changed(self.fps_asked, self.rate.rate()))
         self._last_frame_at = now
         self.rate.tick()
         model = self.engine.model()

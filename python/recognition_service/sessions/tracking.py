@@ -16,6 +16,10 @@ SAME_FACE_MIN = 0.9
 # An unnamed track is embedded on every detector run until it holds this many embeddings; after that
 # (a stranger, or a face turned away) only on the re-embed timer or when its face changes.
 SETTLE_AFTER = 8
+# A camera that is behind (over capacity) settles an unnamed track sooner: after this many embeddings (the
+# views a small face needs before it may be named), so a class full of not-yet-named faces does not cost
+# an embedding per face on every slow frame.
+SETTLE_AFTER_BEHIND = 3
 
 
 @dataclass
@@ -105,9 +109,9 @@ class FaceTracker:
         """Match this frame's boxes (N x 4) to tracks; return the track of each box and the boxes to embed.
 
         `signatures` (face_signature of each box's aligned face) let a track notice a change of face.
-        `refresh` False skips the re-embed timer (a camera that cannot keep up drops that optional work:
-        it only refreshes a best similarity, and on the timer a slow camera would re-embed every face on
-        every frame, slowing it further). The caller sets `embedded_at` and `signature` of the tracks it
+        `refresh` False is a camera that cannot keep up dropping optional work: no re-embed timer (it only
+        refreshes a best similarity, and on the timer a slow camera would re-embed every face on every
+        frame, slowing it further), and unnamed faces settle after SETTLE_AFTER_BEHIND embeddings. The caller sets `embedded_at` and `signature` of the tracks it
         embedded (see track_decision).
         """
         boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
@@ -146,7 +150,8 @@ class FaceTracker:
                 if track.student_id is None and track.count:
                     self.ended.append(track.copy_unnamed())  # the previous face's track ends here
                 track.forget(now)  # never carry a name, or embeddings, over to another face
-            unnamed = track.student_id is None and not track.settled
+            unnamed = track.student_id is None and not track.settled and (
+                refresh or track.count < SETTLE_AFTER_BEHIND)
             if changed or unnamed or (refresh and now - track.embedded_at >= self.reembed_s):
                 to_embed.append(i)
         self.tracks = survivors
