@@ -221,3 +221,37 @@ def test_a_worker_over_capacity_says_so_per_camera_in_the_session_the_health_and
     for slot in (2401, 2402):
         requests.post(f"{server.url}/api/v1/sessions/{slot}/stop", timeout=10)
 
+
+
+def test_a_4k_classroom_over_rtsp_names_the_back_rows_at_native_resolution(gunicorn_servers, tmp_path, people):
+    """The same five rows spread over a 3840x2160 camera (a bigger room: 80 to 28 px faces at 4K), H.264 at
+    12 Mbit/s, 5 frames/s: the session names back-row students, nobody from outside the room, every name on
+    its seat; the whole frame shrunk to DET_SIZE (6x) would see those faces at 5 to 13 px."""
+    server = gunicorn_servers(**{**FAST, "WORKERS": 1})
+    _enrol(server.url, people)
+    seated = people[:STUDENTS]
+    still, seats = classroom((3840, 2160), people=seated, seed=4, blur=1.0)
+    video = write_video(tmp_path / "class4k.mp4", [(still, 30)], fps=5, noise=2.0)
+    camera = RtspCamera(video, kbit_per_s=12000).start()
+    try:
+        start(server.url, 2303, [(1, camera.url)], frame_interval_ms=1000)
+        try:  # most of the class within a minute and a half (every name is checked below)
+            wait_for(lambda: len(get(server.url, 2303)["recognized_students"]) >= 16, 90, "16 students named",
+                     interval=2.0)
+        except AssertionError:
+            pass
+        time.sleep(10)
+        session = get(server.url, 2303)
+        requests.post(f"{server.url}/api/v1/sessions/2303/stop", timeout=10)
+    finally:
+        camera.stop()
+    outsiders = {p[0] for p in people[STUDENTS:]}
+    rows = [0] * len(ROWS_1080P)
+    for item in session["recognized_students"]:
+        assert item["student_id"] not in outsiders
+        crop = requests.get(f"{server.url}/api/v1/sessions/2303/evidence/{item['evidence_id']}", timeout=10).content
+        where = seat_of(seats, _where(still, cv2.imdecode(np.frombuffer(crop, np.uint8), cv2.IMREAD_COLOR)))
+        assert where is not None and where.person == item["student_id"], (item["student_id"], where)
+        rows[where.row] += 1
+    print(f"4K over RTSP, named by row: {rows}; camera {session['cameras'][0]['tile_runs']} tile runs")
+    assert sum(rows) >= 12 and rows[3] + rows[4] >= 3 and session["cameras"][0]["tile_runs"] > 0
