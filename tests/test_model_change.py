@@ -212,7 +212,8 @@ def test_a_camera_offers_a_sample_of_its_frames_to_the_shadow_model(make_app, da
     frame = face_at(cv2.imread(str(photo)), bbox, (380, 120, 580, 320), (960, 540))
 
     now = [0.0]
-    worker = CameraWorker(CameraJob(1, 1, "unused.mp4", 1.0, None, None), engine=state.engine, recorder=MemoryRecorder(),
+    worker = CameraWorker(CameraJob(1, 1, "unused.mp4", 1.0, None, None), engine=state.engine,
+                          recorder=MemoryRecorder(),
                           settings=state.settings, stopped=threading.Event(),
                           inference_slots=threading.BoundedSemaphore(1), clock=lambda: now[0], shadow=comparer)
     comparer.start()

@@ -143,7 +143,8 @@ def analyse_bytes(model: FaceModel, data: bytes, settings, *, embed: bool = True
             timings["decode_ms"] = round((time.perf_counter() - t0) * 1000, 2)
         if deadline is not None:
             deadline.check("decode")
-        faces = analyse(model, image, detection_for(settings, detection), embed=embed, timings=timings, deadline=deadline,
+        faces = analyse(model, image, detection_for(settings, detection), embed=embed, timings=timings,
+                        deadline=deadline,
                         with_quality=with_quality, keep_crops=keep_crops)
         return faces, (image.width, image.height)
     finally:

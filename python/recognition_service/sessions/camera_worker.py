@@ -1,9 +1,10 @@
 """One camera of a running session: where a camera frame goes.
 
 grabber (newest frame only) -> face_finder (native-resolution detection, re-run only in the regions whose
-picture changed; nothing changed: the frame is skipped) -> align each face -> tracker (which faces need an embedding) -> engine embeds those in one batch ->
-track_decision (name tracks from their accumulated embeddings) -> recorder.sighting. During a model change,
-a sample of embedded frames also goes to the shadow model (model_change/shadow.py), matched frame by frame.
+picture changed; nothing changed: the frame is skipped) -> align each face -> tracker (which faces need an
+embedding) -> engine embeds those in one batch -> track_decision (name tracks from their accumulated
+embeddings) -> recorder.sighting. During a model change, a sample of embedded frames also goes to the
+shadow model (model_change/shadow.py), matched frame by frame.
 
 The worker is given everything it uses (the engine, the recorder, a clock, its settings, the stop event,
 the inference slots, the shadow comparer); it holds no reference to the session or the supervisor above it.
@@ -205,8 +206,8 @@ class CameraWorker:
         """One frame: find faces (where the picture changed), track, embed what needs it, decide, record."""
         now = self.clock()
         # Behind: frames come much further apart than asked (the worker is over capacity). Optional work
-        # (re-embedding unchanged named faces on the timer) is then skipped, so a slow camera does not
-        # grow slower still; detection stays bounded by the region gate (one stale region per frame).
+        # (the re-embed timer; unnamed faces past SETTLE_AFTER_BEHIND embeddings) is then skipped, so a slow
+        # camera does not grow slower still; detection stays bounded by the region gate (one stale region per frame).
         # Measured both ways: this frame came late, or over the last window fewer frames came than asked (a
         # frame that happens to come on time must not set off every postponed re-embedding at once).
         behind = ((self._last_frame_at is not None

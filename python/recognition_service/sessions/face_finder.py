@@ -26,7 +26,6 @@ class Found:
     kps: np.ndarray
     regions_run: int    # detector runs spent on this frame
     tiles_run: int      # of which native-resolution tiles
-    regions: int        # regions the frame is searched in
 
 
 class FaceFinder:
@@ -53,4 +52,4 @@ class FaceFinder:
         boxes, kps = merge(list(self._found.values()))
         boxes, kps = wanted(boxes, kps, width, height, self.detection)
         tiles = sum(1 for i in due if self._regions[i].native)
-        return Found(boxes, kps, len(due), tiles, len(self._regions))
+        return Found(boxes, kps, len(due), tiles)

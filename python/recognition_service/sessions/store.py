@@ -97,8 +97,8 @@ def create_session(conn, *, slot_id: int, cameras: list[dict], callback_url: str
         session_id = cur.fetchone()[0]
         psycopg2.extras.execute_values(
             cur, "INSERT INTO session_cameras (session_id, camera_id, url, detection) VALUES %s",
-            [(session_id, c["camera_id"], c["url"], psycopg2.extras.Json(c["detection"]) if c.get("detection") else None)
-             for c in cameras])
+            [(session_id, c["camera_id"], c["url"],
+              psycopg2.extras.Json(c["detection"]) if c.get("detection") else None) for c in cameras])
         _status_event(cur, session_id, "started")
     return session_id
 
@@ -160,7 +160,8 @@ def _view(cur, row: dict) -> dict:
                      "failures": c["failures"], "last_error": c["last_error"], "frames": c["frames"],
                      "detector_runs": c["detector_runs"], "tile_runs": c["tile_runs"],
                      "fps_asked": (round(float(c["fps_asked"]), 2) if c["fps_asked"] is not None
-                                   else round(1000 / row["frame_interval_ms"], 2) if row["frame_interval_ms"] else None),
+                                   else round(1000 / row["frame_interval_ms"], 2) if row["frame_interval_ms"]
+                                   else None),
                      "fps_delivered": (round(float(c["fps_delivered"]), 2)
                                        if c["fps_delivered"] is not None and c["status"] == "active" else None),
                      "faces_detected": c["faces_detected"], "faces_embedded": c["faces_embedded"],
@@ -392,13 +393,6 @@ def get_preview(conn, slot_id: int, camera_id: int) -> bytes | None:
         row = cur.fetchone()
         return bytes(row[0]) if row else None
 
-
-def drop_ended_previews(conn) -> int:
-    """Previews of ended sessions go: a picture of the class is kept only while it is watched."""
-    with conn.cursor() as cur:
-        cur.execute("""DELETE FROM camera_previews p USING sessions s
-                       WHERE p.session_id = s.session_id AND s.status NOT IN %s""", (LIVE,))
-        return cur.rowcount
 
 
 def record_recognition(conn, runner_id: str, session_id: int, *, student_id: str, name: str, camera_id: int,

@@ -135,7 +135,6 @@ class SessionSupervisor(BackgroundLoop):
         self._last_sweep = time.monotonic()
         with self.state.db.get_db_conn() as conn:
             expired = store.expired_evidence(conn, self.settings.EVIDENCE_RETENTION_DAYS)
-            store.drop_ended_previews(conn)  # stop removes its own; this catches sessions that failed
         if expired:
             removed = remove_files(self.settings.evidence_dir, expired)
             log.info("evidence retention: %d item(s) expired, %d file(s) removed", len(expired), removed)

@@ -111,8 +111,8 @@ class FaceTracker:
         `signatures` (face_signature of each box's aligned face) let a track notice a change of face.
         `refresh` False is a camera that cannot keep up dropping optional work: no re-embed timer (it only
         refreshes a best similarity, and on the timer a slow camera would re-embed every face on every
-        frame, slowing it further), and unnamed faces settle after SETTLE_AFTER_BEHIND embeddings. The caller sets `embedded_at` and `signature` of the tracks it
-        embedded (see track_decision).
+        frame, slowing it further), and unnamed faces settle after SETTLE_AFTER_BEHIND embeddings. The
+        caller sets `embedded_at` and `signature` of the tracks it embedded (see track_decision).
         """
         boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
         assigned: list[Track | None] = [None] * len(boxes)
