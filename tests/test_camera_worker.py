@@ -12,6 +12,7 @@ import pytest
 from devtools.shared import IDENTITIES
 from devtools.streams import BBT, face_at, still_frames
 from recognition_service.sessions.camera_worker import CameraJob, CameraWorker
+from recognition_service.sessions.scheduler import ModelScheduler
 from session_helpers import CAST, MemoryRecorder
 
 SIZE = (960, 540)
@@ -37,7 +38,7 @@ def _worker(state, **job):
     spec = {"slot_id": 1, "camera_id": 1, "url": "unused.mp4", "frame_interval_s": 1.0, "threshold": None,
             "roster": None, **job}
     worker = CameraWorker(CameraJob(**spec), engine=state.engine, recorder=recorder, settings=state.settings,
-                          stopped=threading.Event(), inference_slots=threading.BoundedSemaphore(1), clock=clock)
+                          stopped=threading.Event(), scheduler=ModelScheduler(1), clock=clock)
     return worker, recorder, clock
 
 

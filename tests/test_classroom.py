@@ -255,3 +255,50 @@ def test_a_4k_classroom_over_rtsp_names_the_back_rows_at_native_resolution(gunic
         rows[where.row] += 1
     print(f"4K over RTSP, named by row: {rows}; camera {session['cameras'][0]['tile_runs']} tile runs")
     assert sum(rows) >= 12 and rows[3] + rows[4] >= 3 and session["cameras"][0]["tile_runs"] > 0
+
+
+def test_twice_the_cameras_do_not_do_less(gunicorn_servers, tmp_path, people):
+    """One worker (production defaults), 1080p classrooms that sit still for 20 s then move at once, each
+    camera asking for a frame a second: eight cameras (seven H.264 files with a keyframe a second, one RTSP
+    camera), then sixteen. With twice the cameras each may get fewer frames, about evenly, but the frames
+    processed in all are not fewer (the scheduler shares the model by frames; a late frame costs no more).
+    Keyframes come as often as frames are asked for, so only keyframes are decoded, and the session view
+    says so; a camera asking for 5 frames a second decodes every frame."""
+    server = gunicorn_servers(**{**FAST, "WORKERS": 1})
+    seated = people[:STUDENTS]
+    still, _ = classroom((1920, 1080), people=seated, seed=5, blur=1.0)
+    moved, _ = classroom((1920, 1080), people=seated, seed=6, blur=1.0)
+    video = write_video(tmp_path / "class.mp4", [(still, 200), (moved, 200)], fps=10, noise=2.0, keyframe_every=10)
+    camera = RtspCamera(video).start()
+    try:
+        def frames(*slots):
+            return {(slot, c["camera_id"]): c["frames"] for slot in slots for c in get(server.url, slot)["cameras"]}
+
+        def measure(*slots, warmup=20.0, seconds=30.0):
+            time.sleep(warmup)
+            before, t0 = frames(*slots), time.monotonic()
+            time.sleep(seconds)
+            after, wall = frames(*slots), time.monotonic() - t0
+            return {k: (after[k] - before[k]) / wall for k in after}
+
+        eight = [(i, str(video)) for i in range(1, 8)] + [(8, camera.url)]
+        start(server.url, 2501, eight, frame_interval_ms=1000)
+        first = measure(2501)
+        start(server.url, 2502, eight, frame_interval_ms=1000)
+        start(server.url, 2503, [(1, str(video))], frame_interval_ms=200)  # asks for 5 frames a second
+        both = measure(2501, 2502, 2503)
+        view = {slot: get(server.url, slot) for slot in (2501, 2502, 2503)}
+        for slot in (2501, 2502, 2503):
+            requests.post(f"{server.url}/api/v1/sessions/{slot}/stop", timeout=10)
+    finally:
+        camera.stop()
+    print(f"frames/s per camera, 8 cameras: {sorted(round(v, 2) for v in first.values())}; "
+          f"16 cameras: {sorted(round(v, 2) for v in both.values())}")
+    assert sum(both.values()) >= 0.95 * sum(first.values()), (first, both)
+    assert min(both.values()) >= 0.5 * max(both.values()), both  # every camera served, about evenly
+    for slot in (2501, 2502):
+        for cam in view[slot]["cameras"]:
+            assert cam["fps_asked"] == pytest.approx(1) and cam["fps_delivered"] is not None, cam
+            assert cam["decoding"] == "keyframes_only" and cam["keyframe_interval_s"] == pytest.approx(1, abs=0.3), cam
+    fast = view[2503]["cameras"][0]
+    assert fast["decoding"] == "every_frame" and fast["keyframe_interval_s"] == pytest.approx(1, abs=0.3), fast

@@ -17,6 +17,7 @@ from devtools.shared import MODEL_PACK, identities
 from recognition_service.model_change import store
 from recognition_service.model_change.reembedder import Reembedder
 from recognition_service.model_change.shadow import Sample, ShadowComparer, outcome
+from recognition_service.sessions.scheduler import ModelScheduler
 from session_helpers import MemoryRecorder
 
 SHADOW_PACK = MODEL_PACK.parent / "mobilefacenet_128d"
@@ -215,7 +216,7 @@ def test_a_camera_offers_a_sample_of_its_frames_to_the_shadow_model(make_app, da
     worker = CameraWorker(CameraJob(1, 1, "unused.mp4", 1.0, None, None), engine=state.engine,
                           recorder=MemoryRecorder(),
                           settings=state.settings, stopped=threading.Event(),
-                          inference_slots=threading.BoundedSemaphore(1), clock=lambda: now[0], shadow=comparer)
+                          scheduler=ModelScheduler(1), clock=lambda: now[0], shadow=comparer)
     comparer.start()
     for _ in range(3):
         now[0] += 1.0

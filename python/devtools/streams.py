@@ -63,19 +63,43 @@ def side_by_side(left, right, spots, size) -> np.ndarray:
     return frame
 
 
-def write_video(path: Path, shots: list[tuple[np.ndarray, int]], fps: int = 10, noise: float = 0.0) -> Path:
-    """An MP4 of (frame, how many frames) shots; `noise` adds sensor-like grain (sigma, grey levels) per frame."""
+def write_video(path: Path, shots: list[tuple[np.ndarray, int]], fps: int = 10, noise: float = 0.0,
+                keyframe_every: int | None = None) -> Path:
+    """A video of (frame, how many frames) shots; `noise` adds sensor-like grain (sigma, grey levels) per frame.
+
+    `keyframe_every`: H.264 with a keyframe every that many frames (what an IP camera sends; its "I-frame
+    interval"), written with PyAV's libx264; None: OpenCV's MPEG-4 (mp4v), whose keyframes it chooses."""
     h, w = shots[0][0].shape[:2]
+    rng = np.random.default_rng(0)
+    # sixteen grain patterns, cycled: grain drawn afresh for every frame of a long 4K video takes minutes
+    grain = [rng.normal(0, noise, (h, w, 3)).astype(np.float32) for _ in range(16)] if noise else []
+
+    def frames():
+        n = 0
+        for frame, count in shots:
+            for _ in range(count):
+                if noise:
+                    n += 1
+                    yield np.clip(frame + grain[n % len(grain)], 0, 255).astype(np.uint8)
+                else:
+                    yield frame
+
+    if keyframe_every:
+        import av
+
+        with av.open(str(path), "w") as out:
+            stream = out.add_stream("libx264", rate=fps, options={
+                "g": str(keyframe_every), "keyint_min": str(keyframe_every), "sc_threshold": "0", "bf": "0",
+                "preset": "veryfast", "crf": "20"})
+            stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+            for image in frames():
+                out.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")))
+            out.mux(stream.encode(None))
+        return path
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
     assert writer.isOpened(), "OpenCV could not open an MP4 writer"
-    rng = np.random.default_rng(0)
-    for frame, count in shots:
-        for _ in range(count):
-            if noise:
-                grain = rng.normal(0, noise, frame.shape)
-                writer.write(np.clip(frame + grain, 0, 255).astype(np.uint8))
-            else:
-                writer.write(frame)
+    for image in frames():
+        writer.write(image)
     writer.release()
     return path
 
@@ -119,10 +143,13 @@ class RtspCamera:
 
     def start(self) -> RtspCamera:
         rate = [str(self.kbit_per_s)] if self.kbit_per_s else []
-        self.proc = subprocess.Popen([SYSTEM_PYTHON, str(RTSP_SERVER), str(self.video), str(self.port), *rate],
+        cap = cv2.VideoCapture(str(self.video))
+        fps = cap.get(cv2.CAP_PROP_FPS) or 10.0
+        cap.release()
+        self.proc = subprocess.Popen([SYSTEM_PYTHON, str(RTSP_SERVER), str(self.video), str(self.port), str(fps), *rate],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
-            wait_port(self.port)
+            wait_port(self.port, 90)  # the video is cut into frames first
         except TimeoutError:
             self.stop()
             raise

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The repository's data/ folder: the default DATA_DIR wherever a script is started from, so the service, the
@@ -110,6 +110,10 @@ class Settings(BaseSettings):
     CAMERA_MAX_FAILURES: int = Field(5, ge=1, le=1000)
     CAMERA_RETRY_BASE_S: float = Field(1.0, gt=0, le=60)
     CAMERA_RETRY_MAX_S: float = Field(30.0, gt=0, le=3600)
+    # FFmpeg options for every camera ("key;value|key;value", e.g. "buffer_size;1048576"); the safe ones
+    # (sessions/cameras.py: TCP for RTSP, no redirects, no playlists) cannot be loosened. The older name works.
+    CAMERA_FFMPEG_OPTIONS: str = Field("", validation_alias=AliasChoices("CAMERA_FFMPEG_OPTIONS",
+                                                                         "OPENCV_FFMPEG_CAPTURE_OPTIONS"))
     CAMERA_INFERENCE_CONCURRENCY: int = Field(1, ge=1, le=64)  # model runs at once for all cameras of a worker
     # A named, tracked face whose appearance has not changed is embedded again after this (a change of face
     # is caught at once by the tracker's appearance check; this only refreshes the best similarity).

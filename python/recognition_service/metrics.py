@@ -41,6 +41,13 @@ CAMERAS_SHORT_CHANGED = Gauge("recognizer_cameras_short_changed",
                               "Cameras of this process processing under 80% of the frames per second asked for",
                               multiprocess_mode="livesum")
 CAMERA_FACES = Counter("recognizer_camera_faces_total", "Faces in camera frames, detected and embedded", ["kind"])
+CAMERA_TURN_WAIT = Histogram("recognizer_camera_model_wait_seconds",
+                             "How long a camera waited for its turn on the model (sessions/scheduler.py)",
+                             buckets=(0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10))
+CAMERA_PACKETS = Counter("recognizer_camera_packets_total", "Compressed camera frames read from streams")
+CAMERA_DECODED = Counter("recognizer_camera_pictures_decoded_total",
+                         "Camera frames decoded: keyframes decoded alone when asked, or every frame of the stream",
+                         ["how"])
 CAMERA_FAILURES = Counter("recognizer_camera_failures_total", "Failed camera opens and lost streams")
 SESSION_RECOGNITIONS = Counter("recognizer_session_recognitions_total",
                                "Students recognised for the first time in a session")

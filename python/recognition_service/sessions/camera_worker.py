@@ -7,7 +7,7 @@ embeddings) -> recorder.sighting. During a model change, a sample of embedded fr
 shadow model (model_change/shadow.py), matched frame by frame.
 
 The worker is given everything it uses (the engine, the recorder, a clock, its settings, the stop event,
-the inference slots, the shadow comparer); it holds no reference to the session or the supervisor above it.
+the model scheduler, the shadow comparer); it holds no reference to the session or the supervisor above it.
 """
 
 from __future__ import annotations
@@ -50,6 +50,9 @@ REVIEW_BAND = 0.1
 BEHIND_SLACK_S = 0.5
 # A camera delivering under this share of the frames per second it was asked for is short-changed.
 SHORT_CHANGED = 0.8
+# Whether a camera is behind is judged over this many seconds (the reported rate uses CAMERA_RATE_WINDOW_S:
+# a new camera must not do a slow camera's optional work for a whole window before it is judged).
+BEHIND_WINDOW_S = 5.0
 
 
 class RateMeter:
@@ -98,10 +101,10 @@ class CameraWorker:
     """A grabber thread (newest frame only) and a processing thread (one frame per interval)."""
 
     def __init__(self, job: CameraJob, *, engine, recorder, settings, stopped: threading.Event,
-                 inference_slots, clock=time.monotonic, shadow=None):
+                 scheduler, clock=time.monotonic, shadow=None):
         self.job, self.engine, self.recorder, self.settings = job, engine, recorder, settings
         self.shadow = shadow  # a ShadowComparer during a model change, else None
-        self.stopped, self.slots, self.clock = stopped, inference_slots, clock
+        self.stopped, self.scheduler, self.clock = stopped, scheduler, clock
         self.failures = settings.CAMERA_MAX_FAILURES if job.failed else 0
         self.dead = job.failed
         self.backoff = Backoff(settings.CAMERA_RETRY_BASE_S, settings.CAMERA_RETRY_MAX_S)
@@ -110,6 +113,7 @@ class CameraWorker:
         self._preview_due = float("-inf")
         self._last_frame_at: float | None = None
         self.rate = RateMeter(settings.CAMERA_RATE_WINDOW_S, clock)
+        self.recent = RateMeter(BEHIND_WINDOW_S, clock)
         # frames, frames the detector ran on, faces detected, faces embedded, native tile runs, since the last take
         self.counts = [0, 0, 0, 0, 0]
         self._counts_lock = threading.Lock()
@@ -117,7 +121,8 @@ class CameraWorker:
         s = settings
         self.grabber = FrameGrabber(job.url, open_timeout_s=s.CAMERA_OPEN_TIMEOUT_S,
                                     read_timeout_s=s.CAMERA_READ_TIMEOUT_S, on_event=self._on_source_event,
-                                    next_delay=self._backoff, name=name + "-read",
+                                    next_delay=self._backoff, name=name + "-read", every_s=job.frame_interval_s,
+                                    site_options=s.CAMERA_FFMPEG_OPTIONS,
                                     check=lambda u: check_camera_url(u, s.CAMERA_ALLOWED_NETWORKS, s.CAMERA_FILE_ROOT))
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
 
@@ -140,10 +145,18 @@ class CameraWorker:
         asked = 1.0 / self.job.frame_interval_s
         return min(asked, self.grabber.source_fps) if self.grabber.source_fps else asked
 
+    def rates(self) -> tuple[float | None, float | None, float | None, bool]:
+        """(asked, delivered) frames per second, and how the stream is decoded (keyframe interval, keyframes only)."""
+        grabber = self.grabber
+        return self.fps_asked, self.rate.rate(), grabber.keyframe_interval_s, grabber.keyframes_only
+
     def take_counts(self) -> tuple[int, int, int, int, int]:
         with self._counts_lock:
             counts, self.counts = tuple(self.counts), [0, 0, 0, 0, 0]
         return counts
+
+    def _turn(self):
+        return self.scheduler.turn(self)
 
     def _backoff(self) -> float:
         return self.backoff.delay(self.failures)
@@ -188,6 +201,7 @@ class CameraWorker:
                 next_due = asked + job.frame_interval_s
                 try:
                     self.process(frame)
+                    self.scheduler.frame_done(self)
                 except store.LeaseLost:
                     return  # the recorder has set `stopped`
                 except ServiceUnavailable as exc:
@@ -201,6 +215,7 @@ class CameraWorker:
         finally:
             self.grabber.stop()
             self._file_remaining()
+            self.scheduler.forget(self)
 
     def process(self, frame: np.ndarray) -> None:
         """One frame: find faces (where the picture changed), track, embed what needs it, decide, record."""
@@ -212,11 +227,12 @@ class CameraWorker:
         # frame that happens to come on time must not set off every postponed re-embedding at once).
         behind = ((self._last_frame_at is not None
                    and now - self._last_frame_at > 2 * self.job.frame_interval_s + BEHIND_SLACK_S)
-                  or short_changed(self.fps_asked, self.rate.rate()))
+                  or short_changed(self.fps_asked, self.recent.rate()))
         self._last_frame_at = now
         self.rate.tick()
+        self.recent.tick()
         model = self.engine.model()
-        found = self.finder.find(model, frame, now, self.slots)
+        found = self.finder.find(model, frame, now, self._turn)
         self._count(frames=1, runs=int(found is not None), tiles=found.tiles_run if found else 0)
         metrics.CAMERA_FRAMES.inc()
         if found is None:
@@ -240,7 +256,7 @@ class CameraWorker:
         if not to_embed:
             return
         crops = [aligned[i] for i in to_embed]
-        with self.slots:
+        with self._turn():
             embeddings = model.embed(crops)
         if self.shadow is not None and self.shadow.wants_sample():
             self._offer_to_shadow(model, crops, embeddings)

@@ -35,8 +35,9 @@ class FaceFinder:
         self._regions: list = []
         self._found: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
-    def find(self, model, frame: np.ndarray, now: float, slots) -> Found | None:
-        """The faces of this frame, or None when no region changed (the caller may skip the frame)."""
+    def find(self, model, frame: np.ndarray, now: float, turn) -> Found | None:
+        """The faces of this frame, or None when no region changed (the caller may skip the frame). `turn()`:
+        a context manager holding this camera's turn on the model (sessions/scheduler.py)."""
         height, width = frame.shape[:2]
         if self._size != (width, height):  # the first frame, or the camera changed its resolution
             self._size, self._found = (width, height), {}
@@ -46,7 +47,7 @@ class FaceFinder:
             return None
         for i in due:
             region = self._regions[i]
-            with slots:  # one region at a time: other cameras get the model between two regions
+            with turn():  # one region per turn: other cameras get the model between two regions
                 self._found[i] = run_region(model, frame, region, self.detection.det_size)
             metrics.CAMERA_DETECTOR_PASSES.labels("tile" if region.native else "full").inc()
         boxes, kps = merge(list(self._found.values()))

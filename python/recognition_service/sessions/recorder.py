@@ -143,9 +143,10 @@ class SessionRecorder:
                     self._pending.setdefault(camera_id, item)
 
     def add_counts(self, counts: dict[int, tuple[int, int, int, int, int]],
-                   rates: dict[int, tuple[float | None, float | None]] | None = None) -> None:
+                   rates: dict[int, tuple[float | None, float | None, float | None, bool]] | None = None) -> None:
         """Add (frames, detector runs, faces detected, faces embedded, tile runs) per camera to the counters,
-        and write each camera's (asked, delivered) frames per second once the delivered rate is measured."""
+        and write each camera's (asked, delivered) frames per second once the delivered rate is measured, with
+        how its stream is decoded (keyframe interval, keyframes only)."""
         counts = {cid: c for cid, c in counts.items() if any(c)}
         rates = {cid: r for cid, r in (rates or {}).items() if r[1] is not None}
         if not counts and not rates:

@@ -24,7 +24,7 @@ def camera_detection(settings, stored: dict | None) -> DetectionSettings:
 class SessionRun:
     """Built by the supervisor from a claimed session and the collaborators its cameras need."""
 
-    def __init__(self, spec: store.SessionSpec, *, engine, db, runner_id: str, settings, inference_slots,
+    def __init__(self, spec: store.SessionSpec, *, engine, db, runner_id: str, settings, scheduler,
                  shadow=None):
         self.spec = spec
         self.stopped = threading.Event()
@@ -35,7 +35,7 @@ class SessionRun:
                                         spec.roster, cid in spec.failed_cameras,
                                         camera_detection(settings, spec.detection.get(cid))),
                               engine=engine, recorder=self.recorder, settings=settings, stopped=self.stopped,
-                              inference_slots=inference_slots, shadow=shadow)
+                              scheduler=scheduler, shadow=shadow)
             for cid, url in spec.cameras.items()}
 
     @property
@@ -62,7 +62,7 @@ class SessionRun:
         """Write camera states kept while the database was down, and the frame counters."""
         self.recorder.flush_cameras()
         self.recorder.add_counts({cid: cam.take_counts() for cid, cam in self.cameras.items()},
-                                 {cid: (cam.fps_asked, cam.rate.rate()) for cid, cam in self.cameras.items()})
+                                 {cid: cam.rates() for cid, cam in self.cameras.items()})
 
     def short_changed(self) -> int:
         """Cameras of this session processing fewer frames per second than asked (a worker over capacity)."""

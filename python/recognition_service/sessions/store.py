@@ -116,6 +116,7 @@ def _view(cur, row: dict) -> dict:
     sid = row["session_id"]
     cur.execute("""SELECT c.camera_id, c.url, c.status, c.failures, c.last_error, c.frames, c.detector_runs,
                           c.tile_runs, c.faces_detected, c.faces_embedded, c.detection, c.fps_asked, c.fps_delivered,
+                          c.keyframe_interval_s, c.keyframes_only,
                           p.taken_at AS preview_at,
                           p.width AS preview_width, p.height AS preview_height, p.faces AS preview_faces
                    FROM session_cameras c
@@ -164,6 +165,10 @@ def _view(cur, row: dict) -> dict:
                                    else None),
                      "fps_delivered": (round(float(c["fps_delivered"]), 2)
                                        if c["fps_delivered"] is not None and c["status"] == "active" else None),
+                     "keyframe_interval_s": (round(float(c["keyframe_interval_s"]), 2)
+                                             if c["keyframe_interval_s"] is not None else None),
+                     "decoding": (None if c["keyframes_only"] is None
+                                  else "keyframes_only" if c["keyframes_only"] else "every_frame"),
                      "faces_detected": c["faces_detected"], "faces_embedded": c["faces_embedded"],
                      "detection": c["detection"] or {},
                      "preview": None if c["preview_at"] is None else {
@@ -342,15 +347,17 @@ def set_camera_status(conn, runner_id: str, session_id: int, camera_id: int, sta
 
 def add_camera_stats(conn, runner_id: str, session_id: int,
                      stats: dict[int, tuple[int, int, int, int, int]],
-                     rates: dict[int, tuple[float | None, float]] | None = None) -> None:
+                     rates: dict[int, tuple[float | None, float, float | None, bool]] | None = None) -> None:
     """Add (frames, detector_runs, faces_detected, faces_embedded, tile_runs) per camera to the counters;
-    `rates`: each camera's (asked, delivered) frames per second."""
+    `rates`: each camera's (asked, delivered) frames per second, keyframe interval and keyframes_only."""
     with conn.cursor() as cur:
         fence(cur, runner_id, session_id)
-        for camera_id, (asked, delivered) in (rates or {}).items():
-            cur.execute("""UPDATE session_cameras SET fps_asked = %s, fps_delivered = %s, fps_at = now()
+        for camera_id, (asked, delivered, keyframe_s, keyframes_only) in (rates or {}).items():
+            cur.execute("""UPDATE session_cameras SET fps_asked = %s, fps_delivered = %s, fps_at = now(),
+                                  keyframe_interval_s = %s, keyframes_only = %s
                            WHERE session_id = %s AND camera_id = %s""",
                         (None if asked is None else round(float(asked), 3), round(float(delivered), 3),
+                         None if keyframe_s is None else round(float(keyframe_s), 3), keyframes_only,
                          session_id, camera_id))
         for camera_id, (frames, runs, detected, embedded, tiles) in stats.items():
             cur.execute("""UPDATE session_cameras SET frames = frames + %s, detector_runs = detector_runs + %s,

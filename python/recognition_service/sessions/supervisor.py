@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
 import time
 
 from recognition_service import metrics
@@ -21,6 +20,7 @@ from recognition_service.background import BackgroundLoop, new_runner_id
 from recognition_service.sessions import store
 from recognition_service.sessions.evidence import remove_files
 from recognition_service.sessions.runner import SessionRun
+from recognition_service.sessions.scheduler import ModelScheduler
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ class SessionSupervisor(BackgroundLoop):
         self.settings = state.settings
         self.host, self.pid = socket.gethostname(), os.getpid()
         self.runner_id = new_runner_id()
-        self.camera_slots = threading.BoundedSemaphore(self.settings.CAMERA_INFERENCE_CONCURRENCY)
+        self.scheduler = ModelScheduler(self.settings.CAMERA_INFERENCE_CONCURRENCY)  # all cameras share the model
         self.handles: dict[int, SessionRun] = {}
         self._last_renew = 0.0
         self._last_sweep = 0.0
@@ -123,7 +123,7 @@ class SessionSupervisor(BackgroundLoop):
         log.info("session of slot %s (id %s) claimed by %s: %d camera(s), %d student(s) already recognised",
                  spec.slot_id, spec.session_id, self.runner_id, len(spec.cameras), len(spec.seen))
         handle = SessionRun(spec, engine=self.state.engine, db=self.state.db, runner_id=self.runner_id,
-                            settings=self.settings, inference_slots=self.camera_slots, shadow=self.state.shadow)
+                            settings=self.settings, scheduler=self.scheduler, shadow=self.state.shadow)
         self.handles[spec.session_id] = handle
         handle.start()
         self._wake.set()  # look again soon: there may be more to take

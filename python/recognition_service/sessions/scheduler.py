@@ -1,0 +1,139 @@
+"""Who gets the model next: every camera of a process asks here for a turn (one detector region, or one
+batch of embeddings), and the scheduler grants them, at most `concurrency` at once.
+
+Fair by frames: when several cameras wait, the one that has processed the fewest frames gets the next turn.
+A camera asking for a frame a second that gets it is never in the way of one that wants more; when the
+worker cannot keep up, every camera that wants more than it gets ends up with the same frames per second
+(max-min fairness), whatever its frames cost: a busy door camera whose frames need every tile gets as
+many frames as a classroom, not the whole model. Adding cameras then spreads the same model time more
+thinly; the gate and the tracker keep a late frame's work bounded, so the total never falls.
+
+A camera that was idle (or is new) does not bank frames: on asking, its count is raised to that of the
+cameras running or waiting (less `CREDIT_FRAMES`), as an operating system's fair scheduler does with a waking task,
+so it cannot hold the model until it has caught up with cameras that ran all along.
+
+`FairQueue` is the decision (pure: no threads, no clock); `ModelScheduler` is it behind a lock.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import time
+from contextlib import contextmanager
+
+from recognition_service import metrics
+
+CREDIT_FRAMES = 2  # how far behind the waiting cameras a returning camera may start, in frames
+
+
+class FairQueue:
+    """The pure decision: `ask(camera)` says whether it may run now (else it is queued); `done(camera)` ends
+    a turn and returns the queued camera that runs next (None: a turn is now free); `frame_done(camera)`
+    counts a processed frame (whether or not it needed the model)."""
+
+    def __init__(self, concurrency: int):
+        self.free = concurrency
+        self.frames: dict[object, float] = {}   # frames processed per camera (raised on asking, see above)
+        self._queue: list[tuple[float, int, object]] = []  # (frames, arrival, camera)
+        self._running: set = set()  # cameras holding a turn
+        self._arrival = itertools.count()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._queue)
+
+    def ask(self, camera) -> bool:
+        frames = self.frames.get(camera, 0.0)
+        contenders = [f for f, _, _ in self._queue] + [self.frames[c] for c in self._running if c is not camera]
+        if contenders:  # no banked credit: start near the count of the cameras running or waiting
+            frames = max(frames, min(contenders) - CREDIT_FRAMES)
+        self.frames[camera] = frames
+        if self.free > 0 and not self._queue:
+            self.free -= 1
+            self._running.add(camera)
+            return True
+        heapq.heappush(self._queue, (frames, next(self._arrival), camera))
+        return False
+
+    def done(self, camera):
+        self._running.discard(camera)
+        if self._queue:
+            following = heapq.heappop(self._queue)[2]  # the turn passes on: `free` is unchanged
+            self._running.add(following)
+            return following
+        self.free += 1
+        return None
+
+    def frame_done(self, camera) -> None:
+        self.frames[camera] = self.frames.get(camera, 0.0) + 1
+
+    def withdraw(self, camera) -> bool:
+        """A queued camera stops waiting (it is stopping). True if it was queued."""
+        for i, entry in enumerate(self._queue):
+            if entry[2] is camera:
+                self._queue.pop(i)
+                heapq.heapify(self._queue)
+                return True
+        return False
+
+    def forget(self, camera) -> None:
+        """A camera that ended: its count goes (the queue never holds it then)."""
+        self.frames.pop(camera, None)
+
+
+class ModelScheduler:
+    """The FairQueue for threads: `with scheduler.turn(camera):` runs the model when granted."""
+
+    def __init__(self, concurrency: int, clock=time.monotonic):
+        self._queue = FairQueue(concurrency)
+        self._lock = threading.Lock()
+        self._granted: dict[object, threading.Event] = {}
+        self.clock = clock
+
+    @contextmanager
+    def turn(self, camera):
+        asked = self.clock()
+        with self._lock:
+            now = self._queue.ask(camera)
+            if not now:
+                event = self._granted[camera] = threading.Event()
+        if not now:
+            try:
+                event.wait()
+            except BaseException:
+                self._abandon(camera, event)
+                raise
+        metrics.CAMERA_TURN_WAIT.observe(self.clock() - asked)
+        try:
+            yield
+        finally:
+            self._release(camera)
+
+    def frame_done(self, camera) -> None:
+        with self._lock:
+            self._queue.frame_done(camera)
+
+    def _release(self, camera) -> None:
+        with self._lock:
+            following = self._queue.done(camera)
+            if following is not None:
+                self._granted.pop(following).set()
+
+    def _abandon(self, camera, event: threading.Event) -> None:
+        with self._lock:
+            if self._queue.withdraw(camera):
+                self._granted.pop(camera, None)
+                return
+        if event.is_set():  # granted just as it gave up: pass the turn on
+            self._release(camera)
+
+    def forget(self, camera) -> None:
+        with self._lock:
+            self._queue.forget(camera)
+
+    @property
+    def waiting(self) -> int:
+        with self._lock:
+            return self._queue.waiting
