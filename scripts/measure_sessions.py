@@ -4,9 +4,15 @@
 Starts python/start_production.py with one worker (cameras and uploads share its model) on the
 embedded database in a temporary DATA_DIR (or DATABASE_URL) and enrols the Big Bang Theory cast.
 
-`capacity` (default): for each scene (a still classroom; a queue of people at one spot, one after
-another) and each camera count, file cameras processing one frame per second each; reports the frames
-processed per camera per second (1.0 = sustained), detector runs, faces detected and embedded.
+`capacity` (default): for each scene and each camera count, cameras asking for one frame per second each;
+reports the frames processed per camera per second (1.0 = sustained, with the slowest and fastest camera),
+detector runs, faces detected and embedded, and how the streams were decoded. Scenes: classroom1080 (a
+still 1080p class of 32 at real distances, enrolled), classroom4k (the same rows in a 4K frame), door (a
+1080p door queue: two enrolled people at a time, 110 px faces, new ones every 1.2 s); the older
+classroom and queue (640x480). Videos are H.264 at 10 frames/s with a keyframe a second (what the README
+advises); --transport rtsp serves each scene from GStreamer's RTSP server on loopback (one live encoder
+shared by all cameras of the scene: its CPU is part of the figure), file plays the files at their rate.
+The worker runs with production defaults (ONNX Runtime threads = cores, recycling off so a run is not cut).
 `uploads`: for each CAMERA_INFERENCE_CONCURRENCY, uploads alone, then uploads while a session reads
 --cameras copies of the classroom video as fast as it can (frame_interval_ms=0).
 """
@@ -14,6 +20,7 @@ processed per camera per second (1.0 = sustained), detector runs, faces detected
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -26,7 +33,7 @@ import cv2
 import requests
 from devtools.servers import Server
 from devtools.shared import IDENTITIES
-from devtools.streams import BBT, build_video, face_at, still_frames, write_video
+from devtools.streams import BBT, RtspCamera, build_video, face_at, still_frames, write_video
 
 COUNTERS = ("frames", "detector_runs", "faces_detected", "faces_embedded")
 
@@ -46,6 +53,12 @@ def uploads(url: str, photos: list[bytes], n: int, clients: int) -> dict:
             "p95_ms": round(lat[int(0.95 * (n - 1))], 1)}
 
 
+def camera_frames(url: str, *slots: int) -> dict:
+    """Frames processed by each camera of the sessions."""
+    return {(slot, c["camera_id"]): c["frames"] for slot in slots
+            for c in requests.get(f"{url}/api/v1/sessions/{slot}", timeout=10).json()["cameras"]}
+
+
 def camera_totals(url: str, *slots: int) -> dict:
     """Counters summed over the sessions' cameras (detector_runs is absent before version 0.6)."""
     cams = [c for slot in slots for c in requests.get(f"{url}/api/v1/sessions/{slot}", timeout=10).json()["cameras"]]
@@ -53,6 +66,7 @@ def camera_totals(url: str, *slots: int) -> dict:
 
 
 def start_server(tmp: Path, **env) -> Server:
+    env = {"ORT_THREADS": os.cpu_count() or 1, **env}  # production's default for one worker: every core
     server = Server("gunicorn", os.environ.get("DATABASE_URL", ""), tmp, WORKERS=1, THREADS=4, MAX_REQUESTS=0,
                     LOG_LEVEL="WARNING", **env).wait_ready(120)
     for person in sorted((BBT / "portraits").iterdir()):
@@ -62,7 +76,7 @@ def start_server(tmp: Path, **env) -> Server:
     return server
 
 
-def classroom_video(path: Path) -> Path:
+def still_classroom_video(path: Path) -> Path:
     """A still classroom: the busiest Big Bang Theory still, held, with sensor grain on every frame."""
     frame = max(still_frames(), key=lambda f: int(f.std()))
     return write_video(path, [(frame, 100)], noise=2.0)
@@ -82,53 +96,85 @@ def queue_video(path: Path, url: str, people: int = 20) -> Path:
     return write_video(path, shots)
 
 
-def classroom_1080p_video(path: Path, url: str) -> Path:
-    """A real 1080p classroom: 32 students in five rows, faces 80/60/45/36/28 px (devtools.classroom), all
-    enrolled from two other photos; the class sits still with sensor grain, 10 frames/s."""
-    from devtools.classroom import ROWS_1080P, cast, classroom
+def enrolled_class(url: str) -> list:
+    """32 people of ../shared/faces enrolled from two photos each (their third is shown)."""
+    from devtools.classroom import ROWS_1080P, cast
 
     people = cast(sum(n for _, n in ROWS_1080P))
     for name, photos, _, _, _ in people:
         requests.post(f"{url}/api/v1/students/{name}/faces", files=[("image", (p.name, p.read_bytes()))
                                                                       for p in photos], timeout=60).raise_for_status()
-    frame, _ = classroom((1920, 1080), people=people, blur=1.0)
-    return write_video(path, [(frame, 100)], noise=2.0)
+    return people
+
+
+def classroom_video(path: Path, people: list, size: tuple[int, int]) -> Path:
+    """A real classroom: 32 students in five rows, faces 80/60/45/36/28 px (devtools.classroom); the class
+    sits still with sensor grain; H.264, 10 frames/s, a keyframe a second."""
+    from devtools.classroom import classroom
+
+    frame, _ = classroom(size, people=people, blur=1.0)
+    return write_video(path, [(frame, 100)], noise=2.0, keyframe_every=10)
+
+
+def door_video(path: Path, people: list) -> Path:
+    """A door queue at 1080p: two people at a time, faces 110 px wide (a camera 1.5 m from the door),
+    the next two every 1.2 s; H.264, 10 frames/s, a keyframe a second."""
+    from devtools.classroom import classroom
+
+    shots = []
+    for i in range(0, len(people) - 1, 2):
+        frame, _ = classroom((1920, 1080), rows=((110, 2),), people=people[i:i + 2], seed=i, blur=1.0)
+        shots.append((frame, 12))
+    return write_video(path, shots, noise=2.0, keyframe_every=10)
 
 
 def capacity(args, tmp: Path) -> list[dict]:
     server = start_server(tmp)
     results, slot = [], 700
     try:
-        makers = {"classroom": lambda: classroom_video(tmp / "still-classroom.mp4"),
+        people = enrolled_class(server.url) if set(args.scenes) & {"classroom1080", "classroom4k", "door"} else []
+        makers = {"classroom": lambda: still_classroom_video(tmp / "still-classroom.mp4"),
                   "queue": lambda: queue_video(tmp / "queue.mp4", server.url),
-                  "classroom1080": lambda: classroom_1080p_video(tmp / "classroom-1080p.mp4", server.url)}
+                  "classroom1080": lambda: classroom_video(tmp / "classroom-1080p.mp4", people, (1920, 1080)),
+                  "classroom4k": lambda: classroom_video(tmp / "classroom-4k.mp4", people, (3840, 2160)),
+                  "door": lambda: door_video(tmp / "door.mp4", people)}
         videos = {scene: makers[scene]() for scene in args.scenes}
-        for scene in args.scenes:
+        for scene, transport in itertools.product(args.scenes, args.transport):
+            camera = RtspCamera(videos[scene]).start() if transport == "rtsp" else None
+            url = camera.url if camera else str(videos[scene])
             for count in args.capacity:
                 slots = []
                 for first in range(0, count, 16):  # MAX_CAMERAS_PER_SESSION
                     slot += 1
-                    cams = [{"camera_id": i, "url": str(videos[scene])} for i in range(first, min(count, first + 16))]
+                    cams = [{"camera_id": i, "url": url} for i in range(first, min(count, first + 16))]
                     requests.post(server.url + "/api/v1/sessions", timeout=10, json={
                         "slot_id": slot, "cameras": cams, "frame_interval_ms": 1000,
                         "callback_url": "http://127.0.0.1:9/cb"}).raise_for_status()
                     slots.append(slot)
                 time.sleep(args.warmup)
                 before, t0 = camera_totals(server.url, *slots), time.perf_counter()
+                first_frames = camera_frames(server.url, *slots)
                 time.sleep(args.seconds)
                 after, wall = camera_totals(server.url, *slots), time.perf_counter() - t0
+                per_camera = [(n - first_frames[k]) / wall for k, n in camera_frames(server.url, *slots).items()]
+                decoding = sorted({str(c.get("decoding")) for s in slots
+                                   for c in requests.get(f"{server.url}/api/v1/sessions/{s}", timeout=10).json()["cameras"]})
                 for s in slots:
                     requests.post(f"{server.url}/api/v1/sessions/{s}/stop", timeout=10)
                 d = {k: after[k] - before[k] for k in COUNTERS}
                 frames = max(1, d["frames"])
-                row = {"scene": scene, "cameras": count,
+                row = {"scene": scene, "transport": transport, "cameras": count,
                        "frames_per_camera_per_s": round(d["frames"] / count / wall, 2),
+                       "slowest_camera": round(min(per_camera), 2), "fastest_camera": round(max(per_camera), 2),
+                       "frames_per_s": round(d["frames"] / wall, 2), "decoding": decoding,
                        "detector_runs_per_frame": round(d["detector_runs"] / frames, 3),
                        "faces_detected_per_frame": round(d["faces_detected"] / frames, 2),
                        "faces_embedded_per_face_detected": round(d["faces_embedded"] / max(1, d["faces_detected"]), 3)}
                 print(json.dumps(row), flush=True)
                 results.append(row)
                 time.sleep(3)  # the stopped cameras let go
+            if camera:
+                camera.stop()
     finally:
         server.stop()
     return results
@@ -163,11 +209,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("mode", nargs="?", choices=("capacity", "uploads"), default="capacity",
                         help="capacity: cameras per worker at 1 frame/s (default); uploads: latency beside cameras")
-    parser.add_argument("--capacity", type=int, nargs="+", default=[8, 16, 32], metavar="N",
-                        help="camera counts to try (default 8 16 32)")
-    parser.add_argument("--scenes", nargs="+", choices=("classroom", "queue", "classroom1080"),
-                        default=["classroom", "queue"],
-                        help="scenes to try (default classroom queue; classroom1080: 32 students at real distances)")
+    parser.add_argument("--capacity", type=int, nargs="+", default=[1, 4, 8, 16, 32], metavar="N",
+                        help="camera counts to try (default 1 4 8 16 32)")
+    parser.add_argument("--scenes", nargs="+", choices=("classroom1080", "classroom4k", "door", "classroom", "queue"),
+                        default=["classroom1080", "classroom4k", "door"],
+                        help="scenes to try (default classroom1080 classroom4k door; classroom and queue: 640x480)")
+    parser.add_argument("--transport", nargs="+", choices=("file", "rtsp"), default=["file"],
+                        help="how the cameras are reached (default file)")
     parser.add_argument("--seconds", type=float, default=40, help="measured seconds per capacity run (default 40)")
     parser.add_argument("--warmup", type=float, default=15, help="seconds before measuring (default 15)")
     parser.add_argument("--requests", type=int, default=200, help="uploads per measurement")
