@@ -115,12 +115,13 @@ class Settings(BaseSettings):
     CAMERA_FFMPEG_OPTIONS: str = Field("", validation_alias=AliasChoices("CAMERA_FFMPEG_OPTIONS",
                                                                          "OPENCV_FFMPEG_CAPTURE_OPTIONS"))
     CAMERA_INFERENCE_CONCURRENCY: int = Field(1, ge=1, le=64)  # model runs at once for all cameras of a worker
+    CONSOLE_COOKIE_SECURE: bool = False  # True when the console is served over HTTPS (a TLS proxy)
     # A named, tracked face whose appearance has not changed is embedded again after this (a change of face
     # is caught at once by the tracker's appearance check; this only refreshes the best similarity).
-    CONSOLE_COOKIE_SECURE: bool = False  # True when the console is served over HTTPS (a TLS proxy)
     TRACK_REEMBED_S: float = Field(15.0, ge=0, le=3600)
     # The detector skips a frame whose picture changed by no more than this (grey levels, in the largest
-    # cell of a 48x27 grid) since the last detection, unless that detection is MOTION_MAX_SKIP_S old; 0: never skip.
+    # cell of a 48x27 grid) since the last detection; when nothing ran for MOTION_MAX_SKIP_S (and 3 frames), the
+    # region left longest runs (sessions/motion.py). MOTION_THRESHOLD 0: never skip.
     MOTION_THRESHOLD: float = Field(8.0, ge=0, le=255)
     MOTION_MAX_SKIP_S: float = Field(3.0, gt=0, le=60)
     # Small faces (README "Placing a classroom camera", docs/small_faces.json): a face whose shorter side is

@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 
 GRID = (48, 27)  # cells across and down: a cell of a 1080p frame is 40 px, about a face at classroom distance
+REFRESH_FRAMES = 3  # a still picture's safety-net detection comes at most once in this many frames
 
 
 def thumbnail(frame: np.ndarray) -> np.ndarray:
@@ -17,8 +18,12 @@ def thumbnail(frame: np.ndarray) -> np.ndarray:
 class RegionGate:
     """Says which detection regions of a frame (recognition/detection.py: the full pass, native tiles) need
     the detector: those whose picture changed by more than `threshold` grey levels in some cell since they
-    last ran; when none changed, the one longest unrun once it is `max_skip_s` old (a still class refreshes
-    one region per frame, not all at once). threshold 0: every region, every frame.
+    last ran; when none changed and no region has run for `max_skip_s` and `REFRESH_FRAMES` frames, the one
+    longest unrun (a safety net for what the gate cannot see, such as a small face turning in a cell that
+    hardly changes). So a still picture is searched again in full every `max_skip_s` x regions (15 s for a
+    1080p frame's five), one region at a time: a still class costs one detector run every `max_skip_s`,
+    and on a worker over capacity, whose frames come further apart, one every `REFRESH_FRAMES` frames, so a
+    late frame costs no more than a timely one. threshold 0: every region, every frame.
 
     The full pass covers every cell, so it runs whenever anything moved; a tile runs only when its own
     part of the picture moved: one student standing up re-detects the tiles around them, not the room.
@@ -30,6 +35,7 @@ class RegionGate:
         self._refs: list[np.ndarray | None] = []
         self._last: list[float] = []
         self._cells: list[tuple[slice, slice]] = []
+        self._frames_since_run = 0
 
     def _plan(self, regions: list, width: int, height: int) -> None:
         gw, gh = GRID
@@ -55,10 +61,11 @@ class RegionGate:
             diff = small - ref
             if float(np.abs(diff[self._cells[i]] - float(np.median(diff))).max()) > self.threshold:
                 due.append(i)
-        if not due:
-            oldest = int(np.argmin(self._last))
-            if now - self._last[oldest] >= self.max_skip_s:
-                due = [oldest]
+        self._frames_since_run += 1
+        if not due and now - max(self._last) >= self.max_skip_s and self._frames_since_run >= REFRESH_FRAMES:
+            due = [int(np.argmin(self._last))]
+        if due:
+            self._frames_since_run = 0
         for i in due:
             self._refs[i], self._last[i] = small, now
         return due
