@@ -146,3 +146,47 @@ def test_only_the_frames_asked_for_are_converted(video):
     assert ("frame", None) in events and taken == 3
     assert grabber.converted <= taken + 2, grabber.converted  # the first frame of a connection, and those asked
 
+
+
+def test_keyframes_are_decoded_alone_only_when_they_come_as_often_as_frames_are_asked_for(tmp_path):
+    """A 1080p H.264 file at 10 frames/s with a keyframe a second: asked for a frame a second, the reader
+    decodes little more than the keyframes (each on the asking thread); asked every 0.5 s, every frame."""
+    from devtools.streams import still_frames, write_video
+    from recognition_service.sessions.cameras import FrameGrabber
+
+    video = write_video(tmp_path / "gop10.mp4", [(still_frames((1920, 1080))[0], 60)], noise=2.0,
+                        keyframe_every=10)
+    outcome = {}
+    for every in (1.0, 0.5):
+        grabber = FrameGrabber(str(video), open_timeout_s=5, read_timeout_s=5, on_event=lambda *e: None,
+                               next_delay=lambda: 0.2, name="gop-test", every_s=every)
+        grabber.start()
+        try:
+            seq = 0
+            for _ in range(4):
+                frame, seq = grabber.newest(seq, timeout=2.0)
+                assert frame is not None and frame.shape == (1080, 1920, 3)
+                time.sleep(every)
+        finally:
+            grabber.stop()
+            assert grabber.join(5)
+        outcome[every] = (grabber.keyframes_only, grabber.keyframe_interval_s, grabber.packets, grabber.decoded)
+    keyframes_only, interval, packets, decoded = outcome[1.0]
+    assert keyframes_only and interval == pytest.approx(1.0) and decoded <= packets / 2, outcome
+    keyframes_only, interval, packets, decoded = outcome[0.5]
+    assert not keyframes_only and interval == pytest.approx(1.0) and decoded >= packets - 1, outcome
+
+
+def test_the_keyframe_interval_is_judged_in_stream_time():
+    """A reader that falls behind reads keyframes late; the stream's own clock still says one a second."""
+    from recognition_service.sessions.cameras import KeyframeClock
+
+    clock = KeyframeClock(every_s=1.0)
+    for t in (0.0, 1.0, 2.0, 3.0):
+        clock.keyframe(t)
+    assert clock.interval_s == pytest.approx(1.0) and clock.keyframes_suffice(3.1)
+    assert not clock.keyframes_suffice(4.5)  # the next keyframe is overdue: decode every frame again
+    slow = KeyframeClock(every_s=1.0)
+    for t in (0.0, 2.0, 4.0):
+        slow.keyframe(t)
+    assert not slow.keyframes_suffice(4.1) and KeyframeClock(every_s=0).keyframes_suffice(0.0) is False

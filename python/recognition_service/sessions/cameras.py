@@ -68,8 +68,12 @@ def read_one_frame(url: str, timeout_s: float = 5.0, site_options: str | None = 
 
 
 class KeyframeClock:
-    """How far apart a stream's keyframes come (seconds of wall time over the last few), and whether
-    decoding keyframes alone still gives a frame at least every `every_s`."""
+    """How far apart a stream's keyframes come (seconds of stream time over the last few), and whether
+    decoding keyframes alone still gives a frame at least every `every_s`.
+
+    Stream time (the packets' timestamps), not the time they were read: a reader that falls behind on a
+    loaded machine reads keyframes further apart than they were sent, would then decode every frame, and
+    fall further behind."""
 
     def __init__(self, every_s: float, keep: int = 3):
         self.every_s = every_s
@@ -87,10 +91,17 @@ class KeyframeClock:
     def since_last(self, now: float) -> float:
         return now - self._times[-1] if self._times else float("inf")
 
-    def keyframes_suffice(self, now: float) -> bool:
+    def keyframes_suffice(self, now: float | None) -> bool:
         gap = self.interval_s
         return (self.every_s > 0 and gap is not None and gap <= self.every_s * KEYFRAME_SLACK
-                and self.since_last(now) <= self.every_s * KEYFRAME_SLACK)
+                and (now is None or self.since_last(now) <= self.every_s * KEYFRAME_SLACK))
+
+
+def stream_time(packet) -> float | None:
+    """When the packet is to be shown, in seconds of the stream's clock (None: it does not say)."""
+    if packet.pts is not None and packet.time_base:
+        return float(packet.pts * packet.time_base)
+    return None
 
 
 class FrameGrabber:
@@ -244,16 +255,18 @@ class FrameGrabber:
                     continue
                 self.packets += 1
                 metrics.CAMERA_PACKETS.inc()
-                now = time.monotonic()
+                now = stream_time(packet)
                 if packet.is_keyframe:
-                    self.clock.keyframe(now)
+                    if now is not None:
+                        self.clock.keyframe(now)
                     self.keyframes_only = decoded_any and self.clock.keyframes_suffice(now)
                     if self.keyframes_only:
                         synced = False  # the decoder skips the next frames: resync at a keyframe to leave this mode
                         self._offer(("packet", packet, codec))
                     else:
                         synced = True
-                elif self.keyframes_only and self.clock.since_last(now) > self.clock.every_s * KEYFRAME_SLACK:
+                elif (self.keyframes_only and now is not None
+                      and self.clock.since_last(now) > self.clock.every_s * KEYFRAME_SLACK):
                     self.keyframes_only = False  # keyframes stopped coming often enough; decode from the next one
                 if not self.keyframes_only and (synced or not decoded_any):
                     picture = self._decode(codec, packet)
