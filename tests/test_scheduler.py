@@ -208,6 +208,7 @@ def test_the_scheduler_bounds_concurrency_and_serves_every_thread():
                 time.sleep(0.01)
                 with lock:
                     running[0] -= 1
+            scheduler.frame_done(me)  # a frame of one turn
             served[i] += 1
         scheduler.forget(me)
 
@@ -219,3 +220,15 @@ def test_the_scheduler_bounds_concurrency_and_serves_every_thread():
     assert peak[0] == 2
     assert min(served.values()) >= 0.7 * max(served.values()), served
     assert scheduler.waiting == 0
+
+
+def test_cameras_starting_together_get_their_first_frames_one_after_another():
+    """32 cameras start at once, each first frame needing 6 turns: frames are finished two at a time (the
+    turn passes on before its camera asks again), so the first cameras have their first frame after about
+    two frames' work, not after everyone's (16.6 s here, advancing all together)."""
+    cameras = [SimCamera(f"c{i}", 1.0, fixed(FULL_S, TILE_S, TILE_S, TILE_S, TILE_S, EMBED_S)) for i in range(32)]
+    simulate(cameras, 60)
+    firsts = sorted(c.frame_times[0] for c in cameras if c.frame_times)
+    one_frame = FULL_S + 4 * TILE_S + EMBED_S
+    assert firsts[0] <= 2.1 * one_frame, firsts[:3]
+    assert firsts[15] <= 17 * one_frame, firsts[15]  # half the cameras within about half the work

@@ -201,7 +201,6 @@ class CameraWorker:
                 next_due = asked + job.frame_interval_s
                 try:
                     self.process(frame)
-                    self.scheduler.frame_done(self)
                 except store.LeaseLost:
                     return  # the recorder has set `stopped`
                 except ServiceUnavailable as exc:
@@ -211,6 +210,7 @@ class CameraWorker:
                     log.exception("camera %s of slot %s: frame failed", job.camera_id, job.slot_id)
                     stop.wait(1.0)
                 finally:
+                    self.scheduler.frame_done(self)  # processed or given up: the next turn is for a new frame
                     del frame
         finally:
             self.grabber.stop()

@@ -244,7 +244,8 @@ class FrameGrabber:
         self.source_fps = fps if 0 < fps <= 240 else None
         is_file = is_file_source(self.url)
         period = 1.0 / fps if is_file and self.source_fps else 0.0
-        self.clock = KeyframeClock(self.clock.every_s)
+        if not is_file:  # a file playing again has the same keyframes: no second of decoding everything
+            self.clock = KeyframeClock(self.clock.every_s)
         next_at = time.monotonic()
         decoded_any, synced = False, False  # synced: the decoder has been fed from a keyframe on
         try:
@@ -256,10 +257,12 @@ class FrameGrabber:
                 self.packets += 1
                 metrics.CAMERA_PACKETS.inc()
                 now = stream_time(packet)
+                suffice = False
                 if packet.is_keyframe:
                     if now is not None:
                         self.clock.keyframe(now)
-                    self.keyframes_only = decoded_any and self.clock.keyframes_suffice(now)
+                    suffice = self.clock.keyframes_suffice(now)
+                    self.keyframes_only = decoded_any and suffice
                     if self.keyframes_only:
                         synced = False  # the decoder skips the next frames: resync at a keyframe to leave this mode
                         self._offer(("packet", packet, codec))
@@ -275,6 +278,8 @@ class FrameGrabber:
                         if not decoded_any:
                             decoded_any = True
                             self._on_event("frame", None)
+                            if suffice:  # a file playing again: its keyframes are known to be enough
+                                self.keyframes_only, synced = True, False
                 if period:
                     next_at += period
                     delay = next_at - time.monotonic()

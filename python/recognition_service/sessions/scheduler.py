@@ -8,6 +8,11 @@ worker cannot keep up, every camera that wants more than it gets ends up with th
 many frames as a classroom, not the whole model. Adding cameras then spreads the same model time more
 thinly; the gate and the tracker keep a late frame's work bounded, so the total never falls.
 
+Among cameras with the same count, one that is part-way through a frame goes first: frames are finished
+about two at a time (a turn passes on before its camera asks for the next) rather than all advanced
+together (when 32 cameras start at once, the first have their first frame after two frames' work, not
+after everyone's).
+
 A camera that was idle (or is new) does not bank frames: on asking, its count is raised to that of the
 cameras running or waiting (less `CREDIT_FRAMES`), as an operating system's fair scheduler does with a waking task,
 so it cannot hold the model until it has caught up with cameras that ran all along.
@@ -38,6 +43,7 @@ class FairQueue:
         self.frames: dict[object, float] = {}   # frames processed per camera (raised on asking, see above)
         self._queue: list[tuple[float, int, object]] = []  # (frames, arrival, camera)
         self._running: set = set()  # cameras holding a turn
+        self._midframe: set = set()  # cameras that had a turn since their last frame ended
         self._arrival = itertools.count()
 
     @property
@@ -54,11 +60,13 @@ class FairQueue:
             self.free -= 1
             self._running.add(camera)
             return True
-        heapq.heappush(self._queue, (frames, next(self._arrival), camera))
+        started = 0.5 if camera in self._midframe else 0.0  # finish a started frame before starting another
+        heapq.heappush(self._queue, (frames - started, next(self._arrival), camera))
         return False
 
     def done(self, camera):
         self._running.discard(camera)
+        self._midframe.add(camera)
         if self._queue:
             following = heapq.heappop(self._queue)[2]  # the turn passes on: `free` is unchanged
             self._running.add(following)
@@ -68,6 +76,7 @@ class FairQueue:
 
     def frame_done(self, camera) -> None:
         self.frames[camera] = self.frames.get(camera, 0.0) + 1
+        self._midframe.discard(camera)
 
     def withdraw(self, camera) -> bool:
         """A queued camera stops waiting (it is stopping). True if it was queued."""
@@ -81,6 +90,7 @@ class FairQueue:
     def forget(self, camera) -> None:
         """A camera that ended: its count goes (the queue never holds it then)."""
         self.frames.pop(camera, None)
+        self._midframe.discard(camera)
 
 
 class ModelScheduler:
