@@ -71,8 +71,10 @@ def write_video(path: Path, shots: list[tuple[np.ndarray, int]], fps: int = 10, 
     interval"), written with PyAV's libx264; None: OpenCV's MPEG-4 (mp4v), whose keyframes it chooses."""
     h, w = shots[0][0].shape[:2]
     rng = np.random.default_rng(0)
-    # sixteen grain patterns, cycled: grain drawn afresh for every frame of a long 4K video takes minutes
-    grain = [rng.normal(0, noise, (h, w, 3)).astype(np.float32) for _ in range(16)] if noise else []
+    # eight grain patterns in whole grey levels, cycled: grain drawn afresh for every frame of a long 4K video
+    # takes minutes, and sixteen float patterns of a 4K frame took 1.6 GB (these take 200 MB)
+    grain = [np.clip(np.rint(rng.normal(0, noise, (h, w, 3))), -127, 127).astype(np.int8)
+             for _ in range(8)] if noise else []
 
     def frames():
         n = 0

@@ -29,6 +29,7 @@ from recognition_service.recognition.thresholds import describe
 from recognition_service.review import store as review_store
 from recognition_service.security.api_keys import hash_key
 from recognition_service.sessions import store as sessions_store
+from recognition_service.sessions.camera_worker import SHORT_CHANGED
 from recognition_service.students import store as students_store
 
 bp = Blueprint("console", __name__, template_folder="templates", static_folder="static",
@@ -178,7 +179,7 @@ def session_page(slot_id: int):
     end = datetime.fromisoformat(found["stopped_at"]) if found["stopped_at"] else datetime.now(started.tzinfo)
     return render_template("console/session.html", s=found, review=items, live=True,
                            elapsed=max(1.0, (end - started).total_seconds()),
-                           small_px=service_state().settings.SMALL_FACE_PX)
+                           small_px=service_state().settings.SMALL_FACE_PX, short_share=SHORT_CHANGED)
 
 
 @bp.get("/sessions/<int:slot_id>/evidence/<evidence_id>")

@@ -222,7 +222,8 @@ class CameraWorker:
         now = self.clock()
         # Behind: frames come much further apart than asked (the worker is over capacity). Optional work
         # (the re-embed timer; unnamed faces past SETTLE_AFTER_BEHIND embeddings) is then skipped, so a slow
-        # camera does not grow slower still; detection stays bounded by the region gate (one stale region per frame).
+        # camera does not grow slower still; detection stays bounded by the region gate (a still picture's
+        # refresh comes every MOTION_MAX_SKIP_S and at most once in 3 frames).
         # Measured both ways: this frame came late, or over the last window fewer frames came than asked (a
         # frame that happens to come on time must not set off every postponed re-embedding at once).
         behind = ((self._last_frame_at is not None

@@ -62,7 +62,7 @@ def read_one_frame(url: str, timeout_s: float = 5.0, site_options: str | None = 
         with open_stream(url, timeout_s, timeout_s, site_options) as container:
             for frame in container.decode(video=0):
                 return frame.to_ndarray(format="bgr24")
-    except (av.FFmpegError, OSError, IndexError, StopIteration):
+    except (av.FFmpegError, OSError, IndexError):  # IndexError: no video stream
         return None
     return None
 
@@ -170,30 +170,13 @@ class FrameGrabber:
             if self._seq <= after_seq or self._newest is None:
                 return None, after_seq
             newest, seq = self._newest, self._seq
-        picture = newest[1] if newest[0] == "frame" else self._decode_alone(newest[1], newest[2])
+        picture = newest[1] if newest[0] == "frame" else self._decode(newest[2], newest[1], alone=True)
         if picture is None:
             return None, after_seq
         array = picture.to_ndarray(format="bgr24")
         with self._cond:
             self.converted += 1
         return array, seq
-
-    def _decode_alone(self, packet, codec):
-        """Decode one keyframe packet by itself (nothing before it is needed)."""
-        with self._decoder_lock:
-            if codec is not self._open_codec:
-                return None
-            try:
-                frames = codec.decode(packet)
-                if not frames:  # a decoder that holds frames back (B-frames): drain it, then reset it
-                    frames = codec.decode(None)
-                    codec.flush_buffers()
-            except av.FFmpegError as exc:
-                log.debug("%s: keyframe not decodable: %s", self.url, exc)
-                return None
-        self.decoded += len(frames)
-        metrics.CAMERA_DECODED.labels("keyframe_alone").inc(len(frames))
-        return frames[-1] if frames else None
 
     def _offer(self, item) -> None:
         with self._cond:
@@ -296,13 +279,20 @@ class FrameGrabber:
             return None  # end of file: play it again
         return "stream ended" if decoded_any else "no frame received"
 
-    def _decode(self, codec, packet):
+    def _decode(self, codec, packet, *, alone: bool = False):
+        """The newest picture a packet gives (None: none yet, or damaged: the next ones may decode). `alone`:
+        a keyframe decoded by itself on the asking thread, by a codec that may have been closed since."""
         with self._decoder_lock:
+            if alone and codec is not self._open_codec:
+                return None
             try:
                 frames = codec.decode(packet)
-            except av.FFmpegError as exc:  # a damaged packet: the next ones may decode
+                if alone and not frames:  # a decoder that holds frames back (B-frames): drain it, then reset it
+                    frames = codec.decode(None)
+                    codec.flush_buffers()
+            except av.FFmpegError as exc:
                 log.debug("%s: packet not decodable: %s", self.url, exc)
                 return None
         self.decoded += len(frames)
-        metrics.CAMERA_DECODED.labels("every_frame").inc(len(frames))
+        metrics.CAMERA_DECODED.labels("keyframe_alone" if alone else "every_frame").inc(len(frames))
         return frames[-1] if frames else None

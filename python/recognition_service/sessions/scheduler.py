@@ -78,15 +78,6 @@ class FairQueue:
         self.frames[camera] = self.frames.get(camera, 0.0) + 1
         self._midframe.discard(camera)
 
-    def withdraw(self, camera) -> bool:
-        """A queued camera stops waiting (it is stopping). True if it was queued."""
-        for i, entry in enumerate(self._queue):
-            if entry[2] is camera:
-                self._queue.pop(i)
-                heapq.heapify(self._queue)
-                return True
-        return False
-
     def forget(self, camera) -> None:
         """A camera that ended: its count goes (the queue never holds it then)."""
         self.frames.pop(camera, None)
@@ -110,11 +101,7 @@ class ModelScheduler:
             if not now:
                 event = self._granted[camera] = threading.Event()
         if not now:
-            try:
-                event.wait()
-            except BaseException:
-                self._abandon(camera, event)
-                raise
+            event.wait()  # a granted turn always comes: every turn ends (the `finally` below)
         metrics.CAMERA_TURN_WAIT.observe(self.clock() - asked)
         try:
             yield
@@ -130,14 +117,6 @@ class ModelScheduler:
             following = self._queue.done(camera)
             if following is not None:
                 self._granted.pop(following).set()
-
-    def _abandon(self, camera, event: threading.Event) -> None:
-        with self._lock:
-            if self._queue.withdraw(camera):
-                self._granted.pop(camera, None)
-                return
-        if event.is_set():  # granted just as it gave up: pass the turn on
-            self._release(camera)
 
     def forget(self, camera) -> None:
         with self._lock:

@@ -401,7 +401,6 @@ def get_preview(conn, slot_id: int, camera_id: int) -> bytes | None:
         return bytes(row[0]) if row else None
 
 
-
 def record_recognition(conn, runner_id: str, session_id: int, *, student_id: str, name: str, camera_id: int,
                        similarity: float, track_similarity: float, evidence: tuple[str, str, str] | None) -> bool:
     """Record a camera sighting: the first one per student creates the recognition (+ event); True if it did.
