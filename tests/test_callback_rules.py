@@ -88,7 +88,7 @@ def test_the_sender_posts_signed_retries_with_the_same_event_id_then_delivers(ma
     transport = MemoryTransport(respond)
     sender = CallbackSender(db=state.db, settings=state.settings, post=transport.post)
     with state.db.get_db_conn() as conn:
-        store.create_session(conn, slot_id=7, cameras=[{"camera_id": 1, "url": "x.mp4"}],
+        store.create_session(conn, slot_id=7, cameras=[{"camera_id": 1, "url": "x.mp4"}], ends_in_s=3600,
                              callback_url="http://127.0.0.1:9/cb", student_ids=None, threshold=None, mode=None,
                              callback_type=None, frame_interval_ms=1000)
         outbox.batch_events(conn, 0, "http://127.0.0.1")

@@ -169,3 +169,33 @@ def test_a_1080p_class_is_searched_at_native_scale_only_where_it_changes_within_
     assert all(f["size_px"] >= 40 for f in near.previews[0].faces)
     _, shrunk = run(6, mode="full_frame")
     assert len({s.student_id for s in shrunk.sightings}) < len(named)
+
+
+def test_a_face_that_left_unnamed_but_matches_a_student_now_is_filed_for_review(service):
+    """A face seen while its student was not enrolled yet (or too small, too few times, to be named) and
+    gone before another sighting: nothing would ever record it. It becomes a near-miss item with that
+    student on top, where it used to vanish."""
+    import time
+
+    app, state = service
+    client = app.test_client()
+    person = next(p for p in sorted(IDENTITIES.iterdir()) if p.is_dir() and len(list(p.iterdir())) >= 3)
+    photos = sorted(person.iterdir())
+    faces = client.post("/api/v1/embeddings", data={"image": (photos[0].open("rb"), "p.jpg")}).get_json()["faces"]
+    shown = _scene((cv2.imread(str(photos[0])), faces[0]["bbox"], LEFT))
+    empty = np.full((SIZE[1], SIZE[0], 3), 40, np.uint8)
+    worker, recorder, clock = _worker(state)
+    for _ in range(2):
+        clock.now += 1.0
+        worker.process(shown)
+    assert not recorder.sightings and not recorder.reviews  # a stranger for now
+    files = {"image": [(p.open("rb"), p.name) for p in photos[1:3]]}
+    assert client.post(f"/api/v1/students/{person.name}/faces", data=files).status_code == 201
+    time.sleep(1.1)  # cameras see an enrolment within a second
+    for _ in range(12):  # the face is gone: its track ends after a few detector runs
+        clock.now += 1.0
+        worker.process(empty)
+    assert not recorder.sightings
+    assert len(recorder.reviews) == 1, recorder.reviews
+    item = recorder.reviews[0]
+    assert item["reason"] == "near_miss" and item["candidates"][0]["student_id"] == person.name, item

@@ -110,6 +110,15 @@ class Settings(BaseSettings):
     CAMERA_MAX_FAILURES: int = Field(5, ge=1, le=1000)
     CAMERA_RETRY_BASE_S: float = Field(1.0, gt=0, le=60)
     CAMERA_RETRY_MAX_S: float = Field(30.0, gt=0, le=3600)
+    # A camera is `offline` after CAMERA_MAX_FAILURES failures in a row and is still retried (every
+    # CAMERA_RETRY_MAX_S at most); its session fails only when every camera has been offline this long.
+    # 5 minutes: a PoE camera reboots in 30 to 120 s, a switch or power blip takes a room for a minute or
+    # two; a room whose cameras are really gone (unplugged, wrong address) is reported within the lesson.
+    CAMERA_OFFLINE_GRACE_S: float = Field(300.0, ge=0, le=86_400)
+    # Every session ends by itself at its planned end (ends_at / duration_s at start), and at the latest
+    # this long after it started: a backend that crashes or forgets `stop` does not leave cameras running
+    # for days. 12 hours: longer than any school day's slot; raise it for a longer exam or event.
+    SESSION_MAX_DURATION_S: float = Field(43_200.0, ge=60, le=30 * 86_400)
     # FFmpeg options for every camera ("key;value|key;value", e.g. "buffer_size;1048576"); the safe ones
     # (sessions/cameras.py: TCP for RTSP, no redirects, no playlists) cannot be loosened. The older name works.
     CAMERA_FFMPEG_OPTIONS: str = Field("", validation_alias=AliasChoices("CAMERA_FFMPEG_OPTIONS",

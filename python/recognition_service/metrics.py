@@ -35,7 +35,8 @@ CAMERA_FRAMES = Counter("recognizer_camera_frames_total", "Camera frames process
 CAMERA_DETECTIONS_SKIPPED = Counter("recognizer_camera_detections_skipped_total",
                                     "Camera frames the detector skipped because the picture had not changed")
 CAMERA_DETECTOR_PASSES = Counter("recognizer_camera_detector_passes_total",
-                                 "Detector runs on camera frames: the whole frame at DET_SIZE, or one native tile",
+                                 "Detector runs on camera frames: the whole frame at DET_SIZE (full), one native tile, "
+                                 "or the padded retry of a frame where nothing was found (padded)",
                                  ["kind"])
 CAMERAS_SHORT_CHANGED = Gauge("recognizer_cameras_short_changed",
                               "Cameras of this process processing under 80% of the frames per second asked for",

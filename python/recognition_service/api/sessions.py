@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
@@ -72,6 +73,17 @@ class SessionIn(BaseModel):
     callback_type: str | None = Field(None, max_length=64)
     frame_interval_ms: int | None = Field(None, ge=0, le=600_000)
     detection: DetectionMode | None = None  # every camera's, unless a camera says otherwise
+    # the planned end (one of them; neither: SESSION_MAX_DURATION_S): the session then stops by itself
+    ends_at: datetime | None = None
+    duration_s: float | None = Field(None, gt=0, allow_inf_nan=False)
+
+    @field_validator("ends_at")
+    @classmethod
+    def _with_offset(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.utcoffset() is None:
+            raise ValueError("must say its time zone: ISO 8601 with an offset, e.g. 2026-12-02T15:00:00+07:00 "
+                             "or 2026-12-02T08:00:00Z")
+        return value
 
     @field_validator("callback_url")
     @classmethod
@@ -98,7 +110,27 @@ class SessionIn(BaseModel):
         ids = [c.camera_id for c in self.cameras]
         if len(ids) != len(set(ids)):
             raise ValueError("cameras: camera_id values must be unique")
+        if self.ends_at is not None and self.duration_s is not None:
+            raise ValueError("give ends_at or duration_s, not both")
         return self
+
+
+def _ends_in_s(body: SessionIn, max_s: float) -> float:
+    """Seconds from now to the session's planned end; a 422 for an end passed or beyond the maximum."""
+    if body.ends_at is not None:
+        seconds = (body.ends_at - datetime.now(timezone.utc)).total_seconds()
+        field = "ends_at"
+    elif body.duration_s is not None:
+        seconds, field = body.duration_s, "duration_s"
+    else:
+        return max_s
+    if seconds <= 0:
+        raise ValidationFailed("ends_at: that time has passed", details={"field": field})
+    if seconds > max_s:
+        raise ValidationFailed(f"{field}: a session may last at most {max_s:.0f} s (SESSION_MAX_DURATION_S); "
+                               "start a new session for the next slot, or raise the setting",
+                               details={"field": field})
+    return seconds
 
 
 @bp.post("/sessions")
@@ -109,6 +141,7 @@ def start_session():
     if len(body.cameras) > settings.MAX_CAMERAS_PER_SESSION:
         raise ValidationFailed(f"cameras: at most {settings.MAX_CAMERAS_PER_SESSION} per session",
                                details={"field": "cameras"})
+    ends_in_s = _ends_in_s(body, settings.SESSION_MAX_DURATION_S)
     check_callback_url(body.callback_url, settings.CALLBACK_ALLOWED_HOSTS)
     for i, camera in enumerate(body.cameras):
         camera.url = check_camera_url(camera.url, settings.CAMERA_ALLOWED_NETWORKS, settings.CAMERA_FILE_ROOT,
@@ -119,7 +152,7 @@ def start_session():
                                  callback_url=body.callback_url, student_ids=body.student_ids,
                                  threshold=body.threshold, mode=body.mode, callback_type=body.callback_type,
                                  frame_interval_ms=body.frame_interval_ms if body.frame_interval_ms is not None
-                                 else settings.FRAME_INTERVAL_MS)
+                                 else settings.FRAME_INTERVAL_MS, ends_in_s=ends_in_s, ends_at=body.ends_at)
     except store.SessionExists as exc:
         raise ApiError(str(exc), code="session_exists", status=409, details={"field": "slot_id"}) from None
     state.wake_sessions()

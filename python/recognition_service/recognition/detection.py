@@ -10,6 +10,10 @@ than the detector's input is searched in two ways, as Frigate searches regions a
   face reaches it as 28 px. A face no larger than the overlap lies wholly in some tile; detections cut by
   a tile's inner edge are dropped (the neighbour tile, or the full pass for a large face, holds it whole).
 
+A face filling the frame (a portrait; a student a step from a door camera) is too large for the detector's
+anchors: when nothing at all was found, the frame is searched once more on a padded canvas (`run_padded`),
+for uploads and cameras alike.
+
 Everything found is merged in frame coordinates by non-maximum suppression (landmarks stay with their
 box), then an optional region of interest (a polygon in fractions of the frame) and a minimum face size
 are applied. Which regions run on a given camera frame (only those whose picture changed) is the camera's
@@ -38,6 +42,7 @@ TILE_MAX = (1024, 640)
 MIN_OVERLAP = 128  # frame pixels; at least the largest face the full pass may miss, with room to spare
 EDGE_PX = 2        # a tile detection this close to an inner tile edge is cut by it
 MERGE_IOU = 0.4    # two boxes overlapping more than this are one face
+PAD_RATIO = 0.4    # border added on each side when nothing was found: a face filling the frame becomes detectable
 
 
 @dataclass(frozen=True)
@@ -141,6 +146,30 @@ def plan_regions(width: int, height: int, settings: DetectionSettings) -> list[R
     if len(regions) == 2 and regions[1].w == width and regions[1].h == height:
         return regions[1:]  # one tile is the whole frame at native scale: the full pass adds nothing
     return regions
+
+
+def run_padded(model, frame: np.ndarray, det_size: int, deadline=None) -> tuple[np.ndarray, np.ndarray]:
+    """The full pass on the frame shrunk to det_size with a black border: the faces too large for the plain
+    pass (a face filling the frame), boxes and landmarks in frame coordinates.
+
+    The canvas pads a copy already scaled to det_size: the detector would shrink the padded image to
+    det_size anyway, so it sees the same pixels, and the retry costs a few MB whatever the image size."""
+    h, w = frame.shape[:2]
+    scale = min(1.0, det_size / max(h, w))
+    small = frame if scale == 1.0 else cv2.resize(
+        frame, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    pad = int(round(max(small.shape[:2]) * PAD_RATIO))
+    padded = cv2.copyMakeBorder(small, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+    del small
+    try:
+        boxes, kps = model.detect(padded, det_size, deadline)
+    finally:
+        del padded
+    if len(boxes):
+        boxes = boxes.copy()
+        boxes[:, :4] = (boxes[:, :4] - pad) / scale
+        kps = (kps - pad) / scale
+    return boxes, kps
 
 
 def run_region(model, frame: np.ndarray, region: Region, det_size: int,

@@ -7,10 +7,9 @@ import time
 import warnings
 from dataclasses import dataclass, replace
 
-import cv2
 import numpy as np
 
-from recognition_service.recognition.detection import DetectionSettings, find_faces, wanted
+from recognition_service.recognition.detection import DetectionSettings, find_faces, run_padded, wanted
 from recognition_service.recognition.gallery import Gallery
 from recognition_service.recognition.images import DecodedImage, decode_image
 from recognition_service.recognition.model import FaceModel
@@ -22,7 +21,6 @@ from recognition_service.students.store import names_for
 warnings.filterwarnings("ignore", category=FutureWarning, module=r"insightface\.utils\.face_align")
 from insightface.utils.face_align import norm_crop  # noqa: E402
 
-PAD_RATIO = 0.4  # border added on each side when nothing was found: a face filling the frame becomes detectable
 
 
 @dataclass
@@ -53,34 +51,17 @@ def detection_for(settings, mode: str | None = None, **camera) -> DetectionSetti
 def detect_faces(model: FaceModel, bgr: np.ndarray, detection: DetectionSettings | int,
                  deadline=None) -> tuple[np.ndarray, np.ndarray]:
     """Boxes and landmarks in `bgr`'s pixels (recognition/detection.py: the full pass and native tiles);
-    a tight portrait is retried on a padded canvas. An int is a DET_SIZE for the full pass alone.
-
-    The canvas pads a copy already scaled to det_size: the detector would shrink the padded image to
-    det_size anyway, so it sees the same pixels, and the retry costs a few MB whatever the image size.
-    """
+    when nothing is found, a tight portrait is retried on a padded canvas. An int is a DET_SIZE for the
+    full pass alone."""
     if isinstance(detection, int):
         detection = DetectionSettings(mode="full_frame", det_size=detection)
     boxes, kps = find_faces(model, bgr, detection, deadline)
     if len(boxes):
         return boxes, kps
-    det_size = detection.det_size
+    if deadline is not None:
+        deadline.check("detect")
+    boxes, kps = run_padded(model, bgr, detection.det_size, deadline)
     h, w = bgr.shape[:2]
-    scale = min(1.0, det_size / max(h, w))
-    small = bgr if scale == 1.0 else cv2.resize(
-        bgr, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-    pad = int(round(max(small.shape[:2]) * PAD_RATIO))
-    padded = cv2.copyMakeBorder(small, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
-    del small
-    try:
-        if deadline is not None:
-            deadline.check("detect")
-        boxes, kps = model.detect(padded, det_size, deadline)
-    finally:
-        del padded
-    if len(boxes):
-        boxes = boxes.copy()
-        boxes[:, :4] = (boxes[:, :4] - pad) / scale
-        kps = (kps - pad) / scale
     return wanted(boxes, kps, w, h, detection)
 
 

@@ -93,7 +93,7 @@ class CameraJob:
     frame_interval_s: float
     threshold: float | None         # None: the model's threshold in force
     roster: list[str] | None        # None: every enrolled student
-    failed: bool = False            # it was already dead when the session was claimed
+    offline: bool = False           # it was already offline when the session was claimed
     detection: DetectionSettings = DetectionSettings()  # where it looks for faces (mode, ROI, minimum size)
 
 
@@ -105,8 +105,8 @@ class CameraWorker:
         self.job, self.engine, self.recorder, self.settings = job, engine, recorder, settings
         self.shadow = shadow  # a ShadowComparer during a model change, else None
         self.stopped, self.scheduler, self.clock = stopped, scheduler, clock
-        self.failures = settings.CAMERA_MAX_FAILURES if job.failed else 0
-        self.dead = job.failed
+        self.failures = settings.CAMERA_MAX_FAILURES if job.offline else 0
+        self.offline = job.offline  # CAMERA_MAX_FAILURES failed opens or reads in a row; still retried
         self.backoff = Backoff(settings.CAMERA_RETRY_BASE_S, settings.CAMERA_RETRY_MAX_S)
         self.tracker = FaceTracker(settings.TRACK_REEMBED_S)
         self.finder = FaceFinder(job.detection, RegionGate(settings.MOTION_THRESHOLD, settings.MOTION_MAX_SKIP_S))
@@ -166,19 +166,19 @@ class CameraWorker:
         if kind == "failed":
             self.failures += 1
             metrics.CAMERA_FAILURES.inc()
-            newly_dead = not self.dead and self.failures >= self.settings.CAMERA_MAX_FAILURES
-            if newly_dead:
-                self.dead = True
-                log.warning("camera %s of slot %s is dead after %d failures: %s",
+            newly_offline = not self.offline and self.failures >= self.settings.CAMERA_MAX_FAILURES
+            if newly_offline:
+                self.offline = True
+                log.warning("camera %s of slot %s is offline after %d failures (still retried): %s",
                             job.camera_id, job.slot_id, self.failures, error)
-            elif not self.dead:
+            elif not self.offline:
                 log.info("camera %s of slot %s: %s (failure %d, retrying)", job.camera_id, job.slot_id, error,
                          self.failures)
-            self.recorder.camera_state(job.camera_id, "failed" if self.dead else None, self.failures, error,
-                                       "camera_failed" if newly_dead else None)
+            self.recorder.camera_state(job.camera_id, "offline" if self.offline else None, self.failures, error,
+                                       "camera_offline" if newly_offline else None)
         elif kind == "frame":
-            recovered = self.dead
-            self.failures, self.dead = 0, False
+            recovered = self.offline
+            self.failures, self.offline = 0, False
             if recovered:
                 log.info("camera %s of slot %s recovered", job.camera_id, job.slot_id)
             self.recorder.camera_state(job.camera_id, "active", 0, None, "camera_recovered" if recovered else None)
@@ -250,7 +250,8 @@ class CameraWorker:
         signatures = [face_signature(c) for c in aligned]
         tracks, to_embed = self.tracker.update(boxes[:, :4], now, signatures, refresh=not behind)
         overdue = [t for t in tracks if now - t.born >= REVIEW_AFTER_S]  # _file_unnamed keeps the unnamed
-        self._file_unnamed(model, self.tracker.take_ended() + overdue)
+        self._file_unnamed(model, self.tracker.take_ended(), ended=True)
+        self._file_unnamed(model, overdue, ended=False)
         self._count(detected=len(boxes), embedded=len(to_embed))
         metrics.CAMERA_FACES.labels("detected").inc(len(boxes))
         metrics.CAMERA_FACES.labels("embedded").inc(len(to_embed))
@@ -283,8 +284,9 @@ class CameraWorker:
         single = self.engine.identify(model, embeddings, threshold=job.threshold, roster=job.roster, max_age_s=1.0)
         self.shadow.offer(Sample(model.info.fingerprint, crops, [w.student_id for w in single], job.roster))
 
-    def _file_unnamed(self, model, tracks) -> None:
-        """Tracks that ended without a name become review items (one per person, grouped by the store)."""
+    def _file_unnamed(self, model, tracks, *, ended: bool) -> None:
+        """Unnamed tracks that `ended` (or are still there after REVIEW_AFTER_S) become review items, one per
+        person (the store groups them)."""
         job = self.job
         for track in tracks:
             if track.student_id is not None or track.filed or track.weight < REVIEW_MIN_WEIGHT or not track.views:
@@ -293,10 +295,14 @@ class CameraWorker:
             vector = track.aggregate()
             who = self.engine.identify(model, vector[None], threshold=job.threshold, roster=job.roster,
                                        max_age_s=1.0)[0]
-            if who.student_id is not None:
-                continue  # named now (an enrolment during the class): the next sighting records it
+            if who.student_id is not None and not ended:
+                track.filed = False  # still there: its next sighting names it (an enrolment during the class,
+                continue             # a small face with enough views at last), or it is filed when it ends
             candidates = self.engine.candidates(model, vector, roster=job.roster)
-            reason = who.reason or "below_threshold"
+            # A track that ended matching a student but never named: a small face seen fewer times than
+            # SMALL_FACE_MIN_VIEWS (a door passed in a second), or an enrolment made after it was last
+            # embedded. No later sighting will record it: a person decides, with that student on top.
+            reason = "near_miss" if who.student_id is not None else who.reason or "below_threshold"
             if (reason == "below_threshold" and candidates
                     and candidates[0]["similarity"] >= self.engine.threshold(model, job.threshold) - REVIEW_BAND):
                 reason = "near_miss"
@@ -306,7 +312,7 @@ class CameraWorker:
     def _file_remaining(self) -> None:
         """The camera stops: its unnamed tracks end now (best effort: the database may be gone)."""
         try:
-            self._file_unnamed(self.engine.model(), self.tracker.tracks + self.tracker.take_ended())
+            self._file_unnamed(self.engine.model(), self.tracker.tracks + self.tracker.take_ended(), ended=True)
         except Exception as exc:  # noqa: BLE001 - stopping; a review item is not an acknowledged event
             log.info("camera %s of slot %s: unnamed tracks not filed at stop: %s", self.job.camera_id,
                      self.job.slot_id, exc)

@@ -92,8 +92,11 @@ class KeyframeClock:
         return now - self._times[-1] if self._times else float("inf")
 
     def keyframes_suffice(self, now: float | None) -> bool:
+        """Whether decoding keyframes alone is enough. Hoped so until shown otherwise (one keyframe seen, the
+        next not overdue): a new camera decoding every frame until its second keyframe costs little alone,
+        but 32 4K cameras starting together spent their first minutes decoding frames nobody asked for."""
         gap = self.interval_s
-        return (self.every_s > 0 and gap is not None and gap <= self.every_s * KEYFRAME_SLACK
+        return (self.every_s > 0 and bool(self._times) and (gap is None or gap <= self.every_s * KEYFRAME_SLACK)
                 and (now is None or self.since_last(now) <= self.every_s * KEYFRAME_SLACK))
 
 

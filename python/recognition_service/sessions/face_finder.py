@@ -14,7 +14,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from recognition_service import metrics
-from recognition_service.recognition.detection import DetectionSettings, merge, plan_regions, run_region, wanted
+from recognition_service.recognition.detection import (
+    DetectionSettings,
+    merge,
+    plan_regions,
+    run_padded,
+    run_region,
+    wanted,
+)
 from recognition_service.sessions.motion import RegionGate
 
 
@@ -26,6 +33,10 @@ class Found:
     kps: np.ndarray
     regions_run: int    # detector runs spent on this frame
     tiles_run: int      # of which native-resolution tiles
+
+
+PADDED = -1  # the key of the padded pass's faces among the regions' (they never overlap: it runs only
+             # when the regions found nothing)
 
 
 class FaceFinder:
@@ -45,12 +56,22 @@ class FaceFinder:
         due = self.gate.due(frame, self._regions, now)
         if not due:
             return None
+        self._found.pop(PADDED, None)
         for i in due:
             region = self._regions[i]
             with turn():  # one region per turn: other cameras get the model between two regions
                 self._found[i] = run_region(model, frame, region, self.detection.det_size)
             metrics.CAMERA_DETECTOR_PASSES.labels("tile" if region.native else "full").inc()
         boxes, kps = merge(list(self._found.values()))
+        runs = len(due)
+        if not len(boxes):
+            # Nothing anywhere: a face filling the frame (a step from a door camera) is too large for the
+            # detector's anchors; the padded pass finds it, as for an uploaded portrait (engine.detect_faces).
+            # It stands, like a region's faces, until a region runs again.
+            with turn():
+                self._found[PADDED] = boxes, kps = run_padded(model, frame, self.detection.det_size)
+            metrics.CAMERA_DETECTOR_PASSES.labels("padded").inc()
+            runs += 1
         boxes, kps = wanted(boxes, kps, width, height, self.detection)
         tiles = sum(1 for i in due if self._regions[i].native)
-        return Found(boxes, kps, len(due), tiles)
+        return Found(boxes, kps, runs, tiles)

@@ -24,7 +24,7 @@ class SessionRecorder:
     """One running session's writes. A lost lease, or a session that just failed, sets `stopped`.
 
     Camera states that cannot be written (database down) are kept and written by the next flush, so no
-    camera_failed / camera_recovered event is lost.
+    camera_offline / camera_recovered event is lost.
     """
 
     def __init__(self, *, db, runner_id: str, spec: store.SessionSpec, evidence_dir, evidence_max_side: int,
@@ -115,7 +115,7 @@ class SessionRecorder:
         with self._lock:
             previous = self._pending.get(camera_id)
             if previous is not None and previous[3] and not event:
-                event = previous[3]  # an unwritten camera_failed/recovered event must not be lost
+                event = previous[3]  # an unwritten camera_offline/recovered event must not be lost
             if status is None:
                 status = previous[0] if previous is not None else None
             self._pending[camera_id] = (status, failures, error, event)
@@ -127,13 +127,9 @@ class SessionRecorder:
         try:
             for camera_id, (status, failures, error, event) in list(pending.items()):
                 with self._db.get_db_conn() as conn:
-                    ended = store.set_camera_status(conn, self._runner_id, self.spec.session_id, camera_id,
-                                                    status, failures=failures, error=error, event=event)
+                    store.set_camera_status(conn, self._runner_id, self.spec.session_id, camera_id,
+                                            status, failures=failures, error=error, event=event)
                 del pending[camera_id]
-                if ended == "failed":
-                    log.warning("session of slot %s failed: all cameras failed", self.spec.slot_id)
-                    self.stopped.set()
-                    return
         except store.LeaseLost:
             self.lease_lost()
         except (ServiceUnavailable, psycopg2.Error) as exc:
@@ -141,6 +137,18 @@ class SessionRecorder:
             with self._lock:
                 for camera_id, item in pending.items():
                     self._pending.setdefault(camera_id, item)
+
+    def fail_if_all_offline(self, grace_s: float) -> None:
+        """End the session as failed when every camera has been offline for `grace_s` (none came back)."""
+        try:
+            with self._db.get_db_conn() as conn:
+                failed = store.fail_if_all_offline(conn, self._runner_id, self.spec.session_id, grace_s)
+        except store.LeaseLost:
+            self.lease_lost()
+            return
+        if failed:
+            log.warning("session of slot %s failed: every camera offline for %.0f s", self.spec.slot_id, grace_s)
+            self.stopped.set()
 
     def add_counts(self, counts: dict[int, tuple[int, int, int, int, int]],
                    rates: dict[int, tuple[float | None, float | None, float | None, bool]] | None = None) -> None:

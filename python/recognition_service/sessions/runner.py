@@ -32,7 +32,7 @@ class SessionRun:
                                         evidence_max_side=settings.EVIDENCE_FRAME_MAX_SIDE, stopped=self.stopped)
         self.cameras = {
             cid: CameraWorker(CameraJob(spec.slot_id, cid, url, spec.frame_interval_ms / 1000, spec.threshold,
-                                        spec.roster, cid in spec.failed_cameras,
+                                        spec.roster, cid in spec.offline_cameras,
                                         camera_detection(settings, spec.detection.get(cid))),
                               engine=engine, recorder=self.recorder, settings=settings, stopped=self.stopped,
                               scheduler=scheduler, shadow=shadow)
@@ -58,13 +58,18 @@ class SessionRun:
         for camera in self.cameras.values():
             camera.join(max(0.0, end - time.monotonic()))
 
-    def flush(self) -> None:
-        """Write camera states kept while the database was down, and the frame counters."""
+    def flush(self, offline_grace_s: float) -> None:
+        """Write camera states kept while the database was down and the frame counters; fail the session
+        when every camera has been offline for the grace."""
         self.recorder.flush_cameras()
+        if all(cam.offline for cam in self.cameras.values()):
+            self.recorder.fail_if_all_offline(offline_grace_s)
+            if self.stopped.is_set():
+                return
         self.recorder.add_counts({cid: cam.take_counts() for cid, cam in self.cameras.items()},
                                  {cid: cam.rates() for cid, cam in self.cameras.items()})
 
     def short_changed(self) -> int:
         """Cameras of this session processing fewer frames per second than asked (a worker over capacity)."""
         return sum(short_changed(cam.fps_asked, cam.rate.rate()) for cam in self.cameras.values()
-                   if not cam.dead)
+                   if not cam.offline)

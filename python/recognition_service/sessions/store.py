@@ -41,7 +41,7 @@ class SessionSpec:
     threshold: float | None
     frame_interval_ms: int
     cameras: dict[int, str]
-    failed_cameras: set[int] = field(default_factory=set)
+    offline_cameras: set[int] = field(default_factory=set)  # offline (still retried) when the session was claimed
     detection: dict[int, dict] = field(default_factory=dict)  # camera_id -> {"mode", "min_face_px", "roi"}
     seen: dict[str, float] = field(default_factory=dict)  # student_id -> best similarity recorded
 
@@ -64,17 +64,18 @@ def record_event(cur, session_id: int, type_: str, payload: dict) -> str:
     return event_id
 
 
-def _camera_counts(cur, session_id: int) -> tuple[int, int]:
-    cur.execute("""SELECT count(*) FILTER (WHERE status = 'active'), count(*) FILTER (WHERE status = 'failed')
+def _camera_counts(cur, session_id: int) -> tuple[int, int, int]:
+    cur.execute("""SELECT count(*) FILTER (WHERE status = 'active'), count(*) FILTER (WHERE status = 'offline'),
+                          count(*) FILTER (WHERE status = 'failed')
                    FROM session_cameras WHERE session_id = %s""", (session_id,))
-    active, failed = cur.fetchone()
-    return int(active), int(failed)
+    return tuple(int(n) for n in cur.fetchone())
 
 
 def _status_event(cur, session_id: int, event: str, reason: str | None = None, **extra) -> None:
-    active, failed = _camera_counts(cur, session_id)
+    active, offline, failed = _camera_counts(cur, session_id)
     record_event(cur, session_id, "session_status",
-                 {"event": event, "reason": reason, "active_cameras": active, "failed_cameras": failed, **extra})
+                 {"event": event, "reason": reason, "active_cameras": active, "offline_cameras": offline,
+                  "failed_cameras": failed, **extra})
 
 
 # ---- API side ------------------------------------------------------------------------------
@@ -82,15 +83,18 @@ def _status_event(cur, session_id: int, event: str, reason: str | None = None, *
 
 def create_session(conn, *, slot_id: int, cameras: list[dict], callback_url: str, student_ids: list[str] | None,
                    threshold: float | None, mode: str | None, callback_type: str | None,
-                   frame_interval_ms: int) -> int:
-    """Insert a session, its cameras and a `started` event; SessionExists while the slot runs."""
+                   frame_interval_ms: int, ends_in_s: float, ends_at: datetime | None = None) -> int:
+    """Insert a session, its cameras and a `started` event; SessionExists while the slot runs.
+    It ends by itself at `ends_at`, else `ends_in_s` seconds from now (end_due_sessions)."""
     with conn.cursor() as cur:
         try:
             cur.execute("SAVEPOINT create_session")
             cur.execute("""INSERT INTO sessions (slot_id, callback_url, student_ids, threshold, mode, callback_type,
-                                                 frame_interval_ms)
-                           VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING session_id""",
-                        (slot_id, callback_url, student_ids, threshold, mode, callback_type, frame_interval_ms))
+                                                 frame_interval_ms, ends_at)
+                           VALUES (%s, %s, %s, %s, %s, %s, %s, coalesce(%s, now() + make_interval(secs => %s)))
+                           RETURNING session_id""",
+                        (slot_id, callback_url, student_ids, threshold, mode, callback_type, frame_interval_ms,
+                         ends_at, ends_in_s))
         except psycopg2.errors.UniqueViolation:
             cur.execute("ROLLBACK TO SAVEPOINT create_session")
             raise SessionExists(slot_id) from None
@@ -104,7 +108,7 @@ def create_session(conn, *, slot_id: int, cameras: list[dict], callback_url: str
 
 
 _SESSION_COLUMNS = """session_id, slot_id, status, reason, mode, callback_type, callback_url, student_ids,
-                      threshold, frame_interval_ms, started_at, stopped_at, owner, lease_expires_at,
+                      threshold, frame_interval_ms, started_at, stopped_at, ends_at, owner, lease_expires_at,
                       callback_failures, last_success_time"""
 
 
@@ -116,7 +120,7 @@ def _view(cur, row: dict) -> dict:
     sid = row["session_id"]
     cur.execute("""SELECT c.camera_id, c.url, c.status, c.failures, c.last_error, c.frames, c.detector_runs,
                           c.tile_runs, c.faces_detected, c.faces_embedded, c.detection, c.fps_asked, c.fps_delivered,
-                          c.keyframe_interval_s, c.keyframes_only,
+                          c.keyframe_interval_s, c.keyframes_only, c.offline_since,
                           p.taken_at AS preview_at,
                           p.width AS preview_width, p.height AS preview_height, p.faces AS preview_faces
                    FROM session_cameras c
@@ -136,6 +140,7 @@ def _view(cur, row: dict) -> dict:
     open_items = cur.fetchone()["open"]
     seen = {r["student_id"] for r in recognized}
     active = [c["camera_id"] for c in cameras if c["status"] == "active"]
+    offline = [c["camera_id"] for c in cameras if c["status"] == "offline"]
     failed = [c["camera_id"] for c in cameras if c["status"] == "failed"]
     return {
         "session_id": sid,
@@ -153,12 +158,17 @@ def _view(cur, row: dict) -> dict:
         "frame_interval_ms": row["frame_interval_ms"],
         "started_at": _iso(row["started_at"]),
         "stopped_at": _iso(row["stopped_at"]),
+        "ends_at": _iso(row["ends_at"]),
         "active_cameras": len(active),
+        "offline_cameras": len(offline),
         "failed_cameras": len(failed),
         "active_camera_ids": active,
+        "offline_camera_ids": offline,
         "failed_camera_ids": failed,
         "cameras": [{"camera_id": c["camera_id"], "url": _redact(c["url"]), "status": c["status"],
-                     "failures": c["failures"], "last_error": c["last_error"], "frames": c["frames"],
+                     "failures": c["failures"], "last_error": c["last_error"],
+                     "offline_since": _iso(c["offline_since"]) if c["status"] == "offline" else None,
+                     "frames": c["frames"],
                      "detector_runs": c["detector_runs"], "tile_runs": c["tile_runs"],
                      "fps_asked": (round(float(c["fps_asked"]), 2) if c["fps_asked"] is not None
                                    else round(1000 / row["frame_interval_ms"], 2) if row["frame_interval_ms"]
@@ -221,6 +231,22 @@ def stop_session(conn, slot_id: int) -> bool:
     return True
 
 
+def end_due_sessions(conn) -> list[int]:
+    """End the live sessions whose planned end has come (reason `ended`); return their slots. Any process
+    may run this: the owners notice within SESSION_POLL_S, as after a stop."""
+    with conn.cursor() as cur:
+        cur.execute("""UPDATE sessions SET status = 'stopped', reason = 'ended', stopped_at = now(),
+                              owner = NULL, lease_expires_at = NULL
+                       WHERE session_id IN (SELECT session_id FROM sessions WHERE status IN %s AND ends_at <= now()
+                                            FOR UPDATE SKIP LOCKED)
+                       RETURNING session_id, slot_id""", (LIVE,))
+        ended = cur.fetchall()
+        for session_id, _ in ended:
+            _status_event(cur, session_id, "stopped", "ended")
+            cur.execute("DELETE FROM camera_previews WHERE session_id = %s", (session_id,))
+    return [slot for _, slot in ended]
+
+
 def evidence_paths(conn, slot_id: int, evidence_id: str) -> tuple[str, str] | None:
     """(face_path, frame_path) of an evidence item of the slot's sessions."""
     try:
@@ -275,7 +301,8 @@ def claim_session(conn, runner_id: str, lease_s: float) -> SessionSpec | None:
                     (session_id,))
         seen = {sid: float(sim) for sid, sim in cur.fetchall()}
     return SessionSpec(session_id, slot_id, roster, threshold, interval,
-                       cameras={c[0]: c[1] for c in cams}, failed_cameras={c[0] for c in cams if c[2] == "failed"},
+                       cameras={c[0]: c[1] for c in cams},
+                       offline_cameras={c[0] for c in cams if c[2] in ("offline", "failed")},
                        seen=seen, detection={c[0]: c[3] for c in cams if c[3]})
 
 
@@ -319,30 +346,42 @@ def fence(cur, runner_id: str, session_id: int) -> str:
 
 
 def set_camera_status(conn, runner_id: str, session_id: int, camera_id: int, status: str | None, *,
-                      failures: int, error: str | None, event: str | None) -> str | None:
-    """Record a camera's state (and optionally a session_status event); end the session when all failed.
-
-    `status` None keeps the stored one (a failed attempt that did not kill the camera yet).
-    Returns the session's new status when this change ended it ('failed'), else None.
-    """
+                      failures: int, error: str | None, event: str | None) -> None:
+    """Record a camera's state, and with `event` (camera_offline, camera_recovered) a session_status event
+    naming the camera and its status. `status` None keeps the stored one (a failed attempt of a camera
+    not yet offline). Going offline keeps the first time it went (offline_since); active clears it."""
     with conn.cursor() as cur:
         session_status = fence(cur, runner_id, session_id)
         cur.execute("""UPDATE session_cameras
-                       SET status = coalesce(%s, status), failures = %s, last_error = %s, updated_at = now()
-                       WHERE session_id = %s AND camera_id = %s""",
-                    (status, failures, error, session_id, camera_id))
+                       SET status = coalesce(%s, status), failures = %s, last_error = %s, updated_at = now(),
+                           offline_since = CASE coalesce(%s, status) WHEN 'offline' THEN coalesce(offline_since, now())
+                                                                       ELSE NULL END
+                       WHERE session_id = %s AND camera_id = %s RETURNING status""",
+                    (status, failures, error, status, session_id, camera_id))
+        row = cur.fetchone()
         if status == "active" and session_status == "starting":
             cur.execute("UPDATE sessions SET status = 'running' WHERE session_id = %s", (session_id,))
-        if event:
-            _status_event(cur, session_id, event, error if event == "camera_failed" else None, camera_id=camera_id)
-        cur.execute("SELECT bool_and(status = 'failed') FROM session_cameras WHERE session_id = %s", (session_id,))
-        if cur.fetchone()[0]:
-            cur.execute("""UPDATE sessions SET status = 'failed', reason = 'all_cameras_failed', stopped_at = now(),
-                                  owner = NULL, lease_expires_at = NULL WHERE session_id = %s""", (session_id,))
-            _status_event(cur, session_id, "failed", "all_cameras_failed")
-            cur.execute("DELETE FROM camera_previews WHERE session_id = %s", (session_id,))
-            return "failed"
-    return None
+        if event and row:
+            _status_event(cur, session_id, event, error if row[0] == "offline" else None, camera_id=camera_id,
+                          camera_status=row[0])
+
+
+def fail_if_all_offline(conn, runner_id: str, session_id: int, grace_s: float) -> bool:
+    """Fail the session (`all_cameras_failed`, its cameras `failed`) when every camera has been offline for
+    `grace_s` (measured by the database's clock, the same for every server); True if it did."""
+    with conn.cursor() as cur:
+        fence(cur, runner_id, session_id)
+        cur.execute("""SELECT bool_and(status IN ('offline', 'failed')
+                                       AND coalesce(offline_since, updated_at) <= now() - make_interval(secs => %s))
+                       FROM session_cameras WHERE session_id = %s""", (grace_s, session_id))
+        if not cur.fetchone()[0]:
+            return False
+        cur.execute("UPDATE session_cameras SET status = 'failed' WHERE session_id = %s", (session_id,))
+        cur.execute("""UPDATE sessions SET status = 'failed', reason = 'all_cameras_failed', stopped_at = now(),
+                              owner = NULL, lease_expires_at = NULL WHERE session_id = %s""", (session_id,))
+        _status_event(cur, session_id, "failed", "all_cameras_failed")
+        cur.execute("DELETE FROM camera_previews WHERE session_id = %s", (session_id,))
+    return True
 
 
 def add_camera_stats(conn, runner_id: str, session_id: int,

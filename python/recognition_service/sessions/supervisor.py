@@ -1,7 +1,7 @@
 """One thread per process that owns sessions through leases in PostgreSQL and runs their cameras.
 
-Each tick (SESSION_POLL_S): drop sessions this process no longer owns (stopped elsewhere, failed,
-taken over), renew the leases it holds (every third of SESSION_LEASE_S), say it is alive with its
+Each tick (SESSION_POLL_S): end any live session whose planned end has come (whoever owns it), drop
+sessions this process no longer owns (stopped elsewhere, ended, failed, taken over), renew the leases it holds (every third of SESSION_LEASE_S), say it is alive with its
 session count, and claim one unowned or lease-expired session when it holds no more than the least
 loaded live process; that spreads sessions over workers and servers. A dead owner's sessions are
 claimed by another process within SESSION_LEASE_S + SESSION_POLL_S; a graceful shutdown releases the
@@ -75,6 +75,7 @@ class SessionSupervisor(BackgroundLoop):
     def tick(self) -> bool:
         """One round of the duties, each a small function: drop, renew, flush, claim, sweep; then a pause."""
         self.state.ensure_schema()
+        self._end_due()
         self._drop_ended()
         fewest = self._renew_and_heartbeat()
         self._flush()
@@ -83,6 +84,13 @@ class SessionSupervisor(BackgroundLoop):
         metrics.CAMERAS_SHORT_CHANGED.set(sum(h.short_changed() for h in self.handles.values()))
         self._sweep_evidence()
         return False  # every SESSION_POLL_S, or sooner when woken
+
+    def _end_due(self) -> None:
+        """End every live session whose planned end has come, whoever runs it (the owner then drops it)."""
+        with self.state.db.get_db_conn() as conn:
+            ended = store.end_due_sessions(conn)
+        for slot in ended:
+            log.info("session of slot %s ended at its planned end", slot)
 
     def _drop_ended(self) -> None:
         """Forget sessions whose cameras stopped here (lease lost, all cameras failed)."""
@@ -108,7 +116,7 @@ class SessionSupervisor(BackgroundLoop):
     def _flush(self) -> None:
         """Camera states kept while the database was down, and frame counters."""
         for handle in list(self.handles.values()):
-            handle.flush()
+            handle.flush(self.settings.CAMERA_OFFLINE_GRACE_S)
 
     def _claim_if_least_loaded(self, fewest: int) -> None:
         held = len(self.handles)
