@@ -164,6 +164,8 @@ def test_unanswering_cameras_go_offline_and_a_session_fails_when_all_stay_offlin
     assert session["status"] == "running" and session["active_camera_ids"] == [1]
     camera = session["cameras"][1]
     assert camera["status"] == "offline" and camera["offline_since"] and camera["last_error"]
+    warnings = requests.get(f"{server.url}/health", timeout=10).json().get("warnings", [])
+    assert any("offline" in w and "slot 201 camera 2" in w for w in warnings), warnings
     # still retried (the session lives on its other camera, past the grace)
     failures = camera["failures"]
     wait_for(lambda: get(server.url, 201)["cameras"][1]["failures"] > failures + 1, 20, "camera 2 to be retried")

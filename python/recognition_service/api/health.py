@@ -84,9 +84,25 @@ def health():
             f"{first['slot_id']} camera {first['camera_id']}: {first['delivered']:.2f} of {first['asked']:.2f}): "
             "the workers running them are over capacity; add a worker or a server (they share the database), "
             "or ask for fewer frames (frame_interval_ms)")
+    offline = _offline_cameras()
+    if offline:
+        first = offline[0]
+        since = f" since {first['offline_since'].isoformat(timespec='seconds')}" if first["offline_since"] else ""
+        warnings.append(
+            f"{len(offline)} camera(s) of running sessions are offline and being retried (slot {first['slot_id']} "
+            f"camera {first['camera_id']}{since}: {first['last_error']}); a session fails when all its cameras "
+            "stay offline for CAMERA_OFFLINE_GRACE_S")
     if warnings:
         result["warnings"] = warnings
     return jsonify(result), 503 if reasons else 200
+
+
+def _offline_cameras() -> list[dict]:
+    try:
+        with get_db() as conn:
+            return sessions_store.offline_cameras(conn)
+    except ServiceUnavailable:
+        return []
 
 
 def _short_changed_cameras() -> list[dict]:

@@ -418,6 +418,16 @@ def short_changed_cameras(conn, share: float) -> list[dict]:
         return cur.fetchall()
 
 
+def offline_cameras(conn) -> list[dict]:
+    """Offline cameras of live sessions, longest offline first (for /health)."""
+    with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+        cur.execute("""SELECT s.slot_id, c.camera_id, c.offline_since, c.last_error
+                       FROM session_cameras c JOIN sessions s USING (session_id)
+                       WHERE s.status IN %s AND c.status = 'offline'
+                       ORDER BY c.offline_since NULLS LAST, s.slot_id, c.camera_id""", (RUNNABLE,))
+        return cur.fetchall()
+
+
 def set_preview(conn, runner_id: str, session_id: int, camera_id: int, view) -> None:
     """Replace a camera's preview (sessions/preview.py) for the installer's camera view."""
     with conn.cursor() as cur:
