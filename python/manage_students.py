@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import io
 import os
 import sys
 import time
@@ -49,12 +50,20 @@ class Student:
     photos: list[str] = field(default_factory=list)
 
 
-class Photos:
-    """Photo bytes by name, from a folder or a zip."""
+class PhotoRefused(Exception):
+    """A photo the tool will not read (outside the folder, too large); the message says why."""
 
-    def __init__(self, source: Path):
+
+class Photos:
+    """Photo bytes by name, from a folder or a zip. A roster comes from outside the IT team, so a name is
+    read only inside the folder (no absolute path, no `..`, no symlink leading out of it), and no photo is
+    read past `max_bytes` (the server's upload limit): a zip member is checked by its declared size and
+    again while it is read, since a zip bomb's header may lie."""
+
+    def __init__(self, source: Path, max_bytes: int = 20 * 1024 * 1024):
         self.zip = zipfile.ZipFile(source) if zipfile.is_zipfile(source) else None
-        self.root = None if self.zip else source
+        self.root = None if self.zip else source.resolve()
+        self.max_bytes = max_bytes
         self.full: set[str] = set()
         self.short: dict[str, str | None] = {}  # a bare file name, when only one entry has it
         for entry in self.zip.namelist() if self.zip else []:
@@ -66,54 +75,118 @@ class Photos:
     def _entry(self, name: str) -> str | None:
         return name if name in self.full else self.short.get(name)
 
+    def _path(self, name: str) -> Path:
+        """The file a name stands for inside the folder; PhotoRefused when it would lead outside."""
+        relative = Path(name)
+        if relative.is_absolute() or ".." in relative.parts or "\\" in name or name.startswith("~"):
+            raise PhotoRefused("outside the photo folder (absolute path or '..')")
+        path = (self.root / relative).resolve()
+        if not path.is_relative_to(self.root):
+            raise PhotoRefused("outside the photo folder (a link leading out of it)")
+        return path
+
+    def problem(self, name: str) -> str | None:
+        """Why this photo cannot be used (None: it can)."""
+        try:
+            if self.zip:
+                entry = self._entry(name)
+                if entry is None:
+                    return "file not found"
+                size = self.zip.getinfo(entry).file_size
+            else:
+                path = self._path(name)
+                if not path.is_file():
+                    return "file not found"
+                size = path.stat().st_size
+        except PhotoRefused as exc:
+            return str(exc)
+        if size > self.max_bytes:
+            return self._too_large(size)
+        return None
+
     def exists(self, name: str) -> bool:
-        if self.zip:
-            return self._entry(name) is not None
-        return (self.root / name).is_file()
+        return self.problem(name) is None
+
+    def _too_large(self, size: int) -> str:
+        return f"too large ({size / 1048576:.1f} MB; the upload limit is {self.max_bytes / 1048576:.0f} MB)"
 
     def read(self, name: str) -> bytes:
+        """The photo's bytes, never more than max_bytes read (PhotoRefused beyond)."""
         if self.zip:
-            return self.zip.read(self._entry(name))
-        return (self.root / name).read_bytes()
+            opened = self.zip.open(self._entry(name))
+        else:
+            opened = self._path(name).open("rb")
+        with opened as f:
+            data = f.read(self.max_bytes + 1)
+        if len(data) > self.max_bytes:
+            raise PhotoRefused(self._too_large(len(data)) + " once read: its zip entry understated it")
+        return data
 
 
 def read_roster(path: Path, photos: Photos) -> tuple[dict[str, Student], list[dict]]:
     """Students from the CSV, and the problems of the rows that could not be used."""
     problems: list[dict] = []
     students: dict[str, Student] = {}
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        header = [h.strip() for h in (reader.fieldnames or [])]
-        missing = [c for c in COLUMNS if c not in header]
-        if missing:
-            raise SystemExit(f"{PROG}: {path} has no column {', '.join(missing)} (needs {', '.join(COLUMNS)})")
-        extra = [h for h in header if h not in COLUMNS]
-        if extra:
-            problems.append({"row": 1, "student_id": "", "photo": "", "problem": f"unknown columns ignored: "
-                                                                                  f"{', '.join(extra)}"})
-        for line, row in enumerate(reader, start=2):
-            row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
-            sid, name = row["student_id"], row["name"]
-            names = [p.strip() for p in row["photo"].split(";") if p.strip()]
-            if not STUDENT_ID_RE.fullmatch(sid):
-                problems.append({"row": line, "student_id": sid, "photo": row["photo"],
-                                 "problem": "invalid student_id (1-128 letters, digits, _ . : @ -)"})
-                continue
-            known = students.get(sid)
-            if known is not None and name and known.name and name != known.name:
-                problems.append({"row": line, "student_id": sid, "photo": row["photo"],
-                                 "problem": f"name {name!r} differs from {known.name!r} on an earlier row"})
-                continue
-            student = known or students.setdefault(sid, Student(sid, name))
-            student.name = student.name or name
-            for photo in names:
-                if not photos.exists(photo):
-                    problems.append({"row": line, "student_id": sid, "photo": photo, "problem": "file not found"})
-                elif photo not in student.photos:
-                    student.photos.append(photo)
-            if not names:
-                problems.append({"row": line, "student_id": sid, "photo": "", "problem": "no photo"})
+    text = roster_text(path)
+    try:
+        _read_rows(io.StringIO(text, newline=""), path, photos, students, problems)
+    except csv.Error as exc:  # a field over csv's 128 kB limit, a NUL byte: no roster, just a bad file
+        raise SystemExit(f"{PROG}: {path} is not a readable CSV ({exc}); save it from the spreadsheet as "
+                         "CSV UTF-8") from None
     return students, problems
+
+
+def roster_text(path: Path) -> str:
+    """The CSV's text in the encodings a spreadsheet exports: UTF-8 with or without a BOM, UTF-16 (with its
+    BOM, as Excel's "Unicode text"). Anything else is refused in one line rather than read as mojibake."""
+    raw = path.read_bytes()
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return raw.decode("utf-16")
+        except UnicodeDecodeError:
+            pass
+    else:
+        try:
+            return raw.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            pass
+    raise SystemExit(f"{PROG}: {path} is neither UTF-8 nor UTF-16 (perhaps Latin-1 or Windows-1252): save it "
+                     "from the spreadsheet as CSV UTF-8")
+
+
+def _read_rows(f, path: Path, photos: Photos, students: dict, problems: list) -> None:
+    reader = csv.DictReader(f)
+    header = [h.strip() for h in (reader.fieldnames or [])]
+    missing = [c for c in COLUMNS if c not in header]
+    if missing:
+        raise SystemExit(f"{PROG}: {path} has no column {', '.join(missing)} (needs {', '.join(COLUMNS)})")
+    extra = [h for h in header if h not in COLUMNS]
+    if extra:
+        problems.append({"row": 1, "student_id": "", "photo": "", "problem": f"unknown columns ignored: "
+                                                                              f"{', '.join(extra)}"})
+    for line, row in enumerate(reader, start=2):
+        row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
+        sid, name = row["student_id"], row["name"]
+        names = [p.strip() for p in row["photo"].split(";") if p.strip()]
+        if not STUDENT_ID_RE.fullmatch(sid):
+            problems.append({"row": line, "student_id": sid, "photo": row["photo"],
+                             "problem": "invalid student_id (1-128 letters, digits, _ . : @ -)"})
+            continue
+        known = students.get(sid)
+        if known is not None and name and known.name and name != known.name:
+            problems.append({"row": line, "student_id": sid, "photo": row["photo"],
+                             "problem": f"name {name!r} differs from {known.name!r} on an earlier row"})
+            continue
+        student = known or students.setdefault(sid, Student(sid, name))
+        student.name = student.name or name
+        for photo in names:
+            problem = photos.problem(photo)
+            if problem:
+                problems.append({"row": line, "student_id": sid, "photo": photo, "problem": problem})
+            elif photo not in student.photos:
+                student.photos.append(photo)
+        if not names:
+            problems.append({"row": line, "student_id": sid, "photo": "", "problem": "no photo"})
 
 
 class Client:
@@ -149,7 +222,12 @@ def import_student(client: Client, student: Student, photos: Photos) -> dict:
         raise RuntimeError(f"GET faces of {student.student_id}: HTTP {r.status_code} {r.text[:200]}")
     todo = []
     for name in student.photos:
-        data = photos.read(name)
+        try:
+            data = photos.read(name)
+        except PhotoRefused as exc:
+            result["rejected"].append({"student_id": student.student_id, "photo": name, "reason": "refused_file",
+                                       "message": str(exc), "quality": {}})
+            continue
         if hashlib.sha256(data).hexdigest() in have:
             result["skipped"] += 1
         else:
@@ -177,7 +255,7 @@ def import_student(client: Client, student: Student, photos: Photos) -> dict:
 def run_import(args) -> int:
     from tqdm import tqdm
 
-    photos = Photos(args.photos)
+    photos = Photos(args.photos, int(args.max_photo_mb * 1024 * 1024))
     students, problems = read_roster(args.csv, photos)
     client = Client(args.url, args.api_key or os.environ.get("API_KEY"))
     results, failures = [], []
@@ -196,7 +274,7 @@ def run_import(args) -> int:
     seconds = time.perf_counter() - started
     rejected = [r for res in results for r in res["rejected"]]
     with args.report.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
+        writer = SafeCsvWriter(f)
         writer.writerow(["student_id", "photo", "reason", "message", "eye_distance_px", "sharpness", "brightness",
                          "yaw", "roll_deg"])
         for r in sorted(rejected, key=lambda r: (r["student_id"], r["photo"])):
@@ -217,6 +295,24 @@ def run_import(args) -> int:
     }
     print(json_dump(summary))
     return 1 if failures else 0
+
+
+class SafeCsvWriter:
+    """csv.writer whose text cells cannot run as spreadsheet formulas (OWASP CSV injection): a cell starting
+    with = + - @, a tab or a carriage return gets a leading apostrophe. Names, ids and photo names come from
+    the roster, and the report is opened in a spreadsheet."""
+
+    def __init__(self, f):
+        self._writer = csv.writer(f)
+
+    def writerow(self, row) -> None:
+        self._writer.writerow([neutralise(cell) for cell in row])
+
+
+def neutralise(cell):
+    if isinstance(cell, str) and cell[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + cell
+    return cell
 
 
 def _settings_and_database():
@@ -316,6 +412,8 @@ def main(argv=None) -> int:
     imp.add_argument("--report", type=Path, default=Path("import-report.csv"),
                      help="CSV of every refused photo and bad row (default import-report.csv)")
     imp.add_argument("--quiet", action="store_true", help="no progress bar")
+    imp.add_argument("--max-photo-mb", type=float, default=20,
+                     help="the server's upload limit (its MAX_UPLOAD_MB, default 20): larger photos are not read")
     purge = sub.add_parser("purge-model", help="delete every embedding of a model you switched away from "
                                                "(its fingerprint, or the 12-character prefix the API shows)")
     purge.add_argument("fingerprint")

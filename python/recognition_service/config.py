@@ -125,6 +125,10 @@ class Settings(BaseSettings):
                                                                          "OPENCV_FFMPEG_CAPTURE_OPTIONS"))
     CAMERA_INFERENCE_CONCURRENCY: int = Field(1, ge=1, le=64)  # model runs at once for all cameras of a worker
     CONSOLE_COOKIE_SECURE: bool = False  # True when the console is served over HTTPS (a TLS proxy)
+    # A console sign-in ends after this long without a request (teachers share staff-room PCs), and after
+    # CONSOLE_SESSION_MAX_S whatever happens (security/console_sessions.py).
+    CONSOLE_IDLE_TIMEOUT_S: float = Field(1800.0, ge=30, le=86_400)
+    CONSOLE_SESSION_MAX_S: float = Field(43_200.0, ge=60, le=7 * 86_400)
     # A named, tracked face whose appearance has not changed is embedded again after this (a change of face
     # is caught at once by the tracker's appearance check; this only refreshes the best similarity).
     TRACK_REEMBED_S: float = Field(15.0, ge=0, le=3600)

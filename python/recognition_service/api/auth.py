@@ -7,7 +7,8 @@ from flask import Flask, g, request
 from recognition_service.api.context import get_db
 from recognition_service.errors import ApiError
 from recognition_service.security import rate_limit
-from recognition_service.security.api_keys import KeyChecker
+from recognition_service.security import roles
+from recognition_service.security.api_keys import KeyChecker, shared_secret
 
 
 class Unauthorized(ApiError):
@@ -16,6 +17,26 @@ class Unauthorized(ApiError):
 
 class Forbidden(ApiError):
     status, code = 403, "api_key_revoked"
+
+
+class RoleForbidden(ApiError):
+    """The key is valid but its role does not allow this (security/roles.py)."""
+
+    status, code = 403, "forbidden_for_role"
+
+
+def authorize(permission: str | None = None) -> None:
+    """403 unless the signed-in key's role (g.role) allows `permission`, by default the one the matched
+    route needs (roles.ROUTES). Called for every API request and console page, and by actions whose
+    permission depends on what is asked (a review confirm that also enrols)."""
+    role = g.get("role")
+    if permission is None:
+        if roles.may(role, request.endpoint):
+            return
+        permission = roles.needed(request.endpoint)
+    elif roles.allowed(role, permission):
+        return
+    raise RoleForbidden(roles.refusal(role, permission), details={"role": role, "permission": permission})
 
 
 def _protected(path: str, settings) -> bool:
@@ -30,12 +51,12 @@ def _protected(path: str, settings) -> bool:
 
 def init_auth(app: Flask, state) -> None:
     """Refuse requests without a valid X-API-Key once any key is configured (API_KEYS or the database)."""
-    checker = KeyChecker(state.settings.api_keys, state.db)
+    checker = KeyChecker(state.settings.api_keys, state.db, secret=lambda: shared_secret(state.db))
     state.keys = checker
 
     @app.before_request
     def _require_key() -> None:
-        g.actor = "anonymous"
+        g.actor, g.role = "anonymous", None
         if not _protected(request.path, state.settings):
             return
         state.ensure_schema()  # the keys live in the database: its tables first (a flag after the first time)
@@ -44,10 +65,11 @@ def init_auth(app: Flask, state) -> None:
         if key is not None and checker.keys_configured():
             refuse_while_blocked(state, guessing)
         result = checker.check(key)
-        g.actor = result.actor
+        g.actor, g.role = result.actor, result.role
         if result.status in ("ok", "open"):
             if result.status == "ok" and request.path.startswith("/api/"):
                 limit_actor(state, result.actor)
+            authorize()
             return
         if result.status == "missing":
             raise Unauthorized("this service requires an API key in the X-API-Key header")

@@ -1,20 +1,22 @@
 """The operator console at /console: server-rendered pages over the same operations as the API.
 
-Sign-in takes an API key once; the session cookie then holds who signed in (a database key by its
-sha256, never the key), signed with a secret kept in PostgreSQL so every worker accepts it, HttpOnly
-and SameSite=Strict. Every form carries the session's CSRF token. A revoked key ends its console
-sessions at the next request. The same rate limit and audit log as the API apply.
+Sign-in takes an API key once and opens a console session kept in PostgreSQL
+(security/console_sessions.py); the cookie holds only its random id and the CSRF token, signed with a
+secret kept in PostgreSQL so every worker accepts it, HttpOnly and SameSite=Strict. Sign-out, an idle
+timeout, and a key revoked (or removed from API_KEYS) end the session everywhere; a replayed cookie
+opens nothing. Every form carries the session's CSRF token; every page and action needs its role's
+permission (security/roles.py). Pages are sent with a Content-Security-Policy that allows only the
+console's own files and no framing, and are never cached. The same rate limit and audit log as the API.
 """
 
 from __future__ import annotations
 
 import hmac
-import os
 import secrets
 from datetime import datetime, timedelta
 from functools import wraps
 
-from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, flash, g, make_response, redirect, render_template, request, session, url_for
 from flask.sessions import SecureCookieSessionInterface
 
 from recognition_service.api import review as review_api
@@ -27,7 +29,10 @@ from recognition_service.callbacks import outbox
 from recognition_service.errors import ApiError
 from recognition_service.recognition.thresholds import describe
 from recognition_service.review import store as review_store
-from recognition_service.security.api_keys import hash_key
+from recognition_service.api.auth import authorize
+from recognition_service.security import console_sessions
+from recognition_service.security.api_keys import shared_secret
+from recognition_service.security.roles import may
 from recognition_service.sessions import store as sessions_store
 from recognition_service.sessions.camera_worker import SHORT_CHANGED
 from recognition_service.students import store as students_store
@@ -46,7 +51,7 @@ class _SharedSecretSessions(SecureCookieSessionInterface):
         if not app.secret_key:
             state = app.extensions["recognition"]
             state.ensure_schema()
-            app.secret_key = _secret(state.db)
+            app.secret_key = shared_secret(state.db)
         return super().open_session(app, request)
 
 
@@ -63,34 +68,54 @@ def service_settings(app):
     return app.extensions["recognition"].settings
 
 
-def _secret(db) -> bytes:
-    """The cookie-signing secret: made once per database, shared by every worker and server."""
-    with db.get_db_conn() as conn, conn.cursor() as cur:
-        cur.execute("INSERT INTO console_secret (id, secret) VALUES (1, %s) ON CONFLICT (id) DO NOTHING",
-                    (os.urandom(32),))
-        cur.execute("SELECT secret FROM console_secret WHERE id = 1")
-        return bytes(cur.fetchone()[0])
+# Only the console's own files; no inline code, no framing (clickjacking), forms post only here.
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+       "frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'")
+
+
+@bp.after_request
+def _page_headers(response):
+    response.headers["Content-Security-Policy"] = CSP
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Referrer-Policy"] = "same-origin"
+    if request.endpoint != "console.static":
+        response.headers["Cache-Control"] = "no-store"  # names and faces of children: not after sign-out (Back)
+    return response
+
+
+def _current_actor(state) -> str | None:
+    """Who this request is signed in as: its console session's key, if the session and the key still live."""
+    sid = session.get("sid")
+    if sid is None:
+        return None if state.keys.keys_configured() else "anonymous"  # no key anywhere: as open as the API
+    s = state.settings
+    with get_db() as conn:
+        actor = console_sessions.touch(conn, sid, s.CONSOLE_IDLE_TIMEOUT_S, s.CONSOLE_SESSION_MAX_S)
+        if actor is not None and state.keys.role_of(actor) is None:
+            console_sessions.end(conn, sid, "key_gone")
+            actor = None
+    return actor
 
 
 @bp.before_request
 def _signed_in():
     state = service_state()
-    g.actor = "anonymous"
+    g.actor, g.role = "anonymous", None
     if request.endpoint in ("console.login", "console.static"):
         return None
-    actor = session.get("actor")
-    keys = state.keys
-    if actor is None and not keys.keys_configured():
-        actor = "anonymous"  # no key exists anywhere: the console is as open as the API
-    if actor is None or not keys.check_signed_in(actor, session.get("key_sha256")):
-        session.clear()
+    actor = _current_actor(state)
+    role = state.keys.role_of(actor) if actor is not None else None
+    if role is None:  # never signed in, signed out, idle too long, or its key was revoked
+        if session:
+            session.clear()  # only a cookie that was sent is replaced: a cross-site link carries none
         if request.method == "GET":
             return redirect(url_for("console.login", next=request.path))
         abort(401)
-    g.actor = actor
+    g.actor, g.role = actor, role
     limit_actor(state, actor)
     if request.method == "POST":
         _check_csrf()
+    authorize()
     return None
 
 
@@ -108,7 +133,8 @@ def _csrf() -> str:
 
 @bp.app_context_processor
 def _template_globals():
-    return {"csrf_token": _csrf if request.path.startswith("/console") else (lambda: "")}
+    return {"csrf_token": _csrf if request.path.startswith("/console") else (lambda: ""),
+            "can": lambda endpoint: may(g.get("role"), endpoint)}
 
 
 def _action(redirect_to):
@@ -129,12 +155,44 @@ def _action(redirect_to):
 
 # ---- sign-in ------------------------------------------------------------------------------------
 
+def _safe_next(target: str | None) -> str:
+    """Where to go after signing in: a console path only (no other site, no header-splitting characters)."""
+    target = target or ""
+    if target.startswith("/console/") and not target.startswith("//") and target.isprintable() \
+            and "\\" not in target and len(target) <= 512:
+        return target
+    return ""
+
+
+def _login_csrf() -> str:
+    """The sign-in form's CSRF token, in its own cookie: showing the sign-in page must not replace the
+    session cookie (a cross-site link reaches it without the Strict cookie, which is still valid)."""
+    token = request.cookies.get(LOGIN_CSRF_COOKIE)
+    if not token or len(token) > 64:
+        token = g.setdefault("login_csrf", secrets.token_urlsafe(32))
+    return token
+
+
+LOGIN_CSRF_COOKIE = "console_login_csrf"
+
+
+def _login_page(status: int = 200):
+    token = _login_csrf()
+    response = make_response(render_template("console/login.html", next=_safe_next(
+        request.values.get("next")), login_csrf=token), status)
+    response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="Strict", path="/console/login",
+                        secure=service_state().settings.CONSOLE_COOKIE_SECURE)
+    return response
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     state = service_state()
     if request.method == "GET":
-        return render_template("console/login.html", next=request.args.get("next", ""))
-    _check_csrf()
+        return _login_page()
+    sent = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    if not sent or not hmac.compare_digest(request.form.get("csrf_token", ""), sent):
+        abort(400, "the form's CSRF token is missing or wrong: reload the page and try again")
     key = request.form.get("api_key", "").strip()
     bucket = f"failed-key:{request.remote_addr}"
     refuse_while_blocked(state, bucket)
@@ -143,18 +201,27 @@ def login():
         count_failure(state, bucket)
         flash("that API key is not valid" if result.status != "revoked" else "that API key has been revoked",
               "error")
-        return render_template("console/login.html", next=request.form.get("next", "")), 401
+        return _login_page(401)
+    old = session.get("sid")
+    with get_db() as conn:
+        if old:
+            console_sessions.end(conn, old, "signed_out")  # a new sign-in never continues an old session
+        sid = console_sessions.open_session(conn, result.actor)
     session.clear()
     session.permanent = True
-    session["actor"] = result.actor
-    session["key_sha256"] = hash_key(key) if result.actor.startswith("key:") else None
+    session["sid"] = sid
     session["csrf"] = secrets.token_urlsafe(32)
-    target = request.form.get("next", "")
-    return redirect(target if target.startswith("/console/") else url_for("console.sessions"))
+    response = redirect(_safe_next(request.form.get("next")) or url_for("console.sessions"))
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/console/login")
+    return response
 
 
 @bp.post("/logout")
 def logout():
+    sid = session.get("sid")
+    if sid:
+        with get_db() as conn:
+            console_sessions.end(conn, sid, "signed_out")  # the cookie, replayed, opens nothing
     session.clear()
     return redirect(url_for("console.login"))
 
@@ -224,6 +291,8 @@ def stop(slot_id: int):
 @bp.get("/students")
 def students():
     query = request.args.get("q", "").strip()[:128]
+    if not query.isprintable():
+        abort(400, "the search may not contain control characters")
     with get_db() as conn:
         found = students_store.search_students(conn, query, limit=100)
     return render_template("console/students.html", students=found, q=query)

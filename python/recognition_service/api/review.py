@@ -8,6 +8,7 @@ from typing import Literal
 from flask import Blueprint, g, jsonify
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from recognition_service.api.auth import authorize
 from recognition_service.api.context import get_db, service_state
 from recognition_service.api.params import json_body, param
 from recognition_service.api.students import kept_crop
@@ -96,6 +97,10 @@ def act(slot_id: int, item_id: str, body: ReviewAction) -> dict:
         item = _item_or_404(conn, slot_id, item_id)
     if item["status"] != "open":
         raise ApiError(f"the item is already {item['status']}", code="review_item_resolved", status=409)
+    if body.action == "confirm" and body.enrol:
+        authorize("students.enrol")  # a teacher confirms; enrolling the face into the gallery is the backend's
+    if body.action == "confirm" and body.name:
+        authorize("students.write")  # naming (or renaming) a student
     enrolment = _enrolment_face(slot_id, item) if body.action == "confirm" and body.enrol else None
     result = {"item_id": item_id, "action": body.action}
     try:
@@ -105,6 +110,8 @@ def act(slot_id: int, item_id: str, body: ReviewAction) -> dict:
                 result["impostor_pairs"] = store.reject(conn, item, actor=g.actor)
                 audit(conn, g.actor, "review.reject", item_id, {"slot_id": slot_id})
             else:
+                if students.get_student(conn, body.student_id) is None:
+                    authorize("students.write")  # confirming as a new student creates them
                 students.ensure_student(conn, body.student_id, body.name.strip() if body.name else None)
                 if enrolment is not None:
                     model, face, sha = enrolment

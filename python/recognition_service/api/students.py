@@ -40,6 +40,7 @@ def put_student(student_id: str):
     body = json_body(StudentIn)
     with get_db() as conn:
         student, created = store.upsert_student(conn, student_id, body.name)
+        audit(conn, g.actor, "student.create" if created else "student.rename", student_id)
     return jsonify(student), 201 if created else 200
 
 
