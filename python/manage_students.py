@@ -41,6 +41,7 @@ from recognition_service.students.store import STUDENT_ID_RE  # noqa: E402
 PROG = "manage_students"
 COLUMNS = ("student_id", "name", "photo")
 BATCH = 10  # photos per request: MAX_ENROL_IMAGES' default
+IN_USE_WITHIN_S = 600  # a model some process said it used this recently is in use (they say so every minute)
 
 
 @dataclass
@@ -345,15 +346,29 @@ def run_purge(args) -> int:
     import psycopg2
     from recognition_service.model_change import store
 
+    prefix = args.fingerprint.strip().lower()
+    if len(prefix) < 8 or any(c not in "0123456789abcdef" for c in prefix):
+        print(f"{PROG}: give the model's fingerprint, or at least its first 8 hex characters (GET /api/v1/models "
+              "shows them)", file=sys.stderr)
+        return 1
     settings, url = _settings_and_database()
     with psycopg2.connect(url) as conn:
-        matches = store.resolve_fingerprint(conn, args.fingerprint.lower())
+        matches = store.resolve_fingerprint(conn, prefix)
         if len(matches) != 1:
             print(f"{PROG}: {'no' if not matches else 'more than one'} stored model fingerprint starts with "
                   f"{args.fingerprint!r}" + (f": {', '.join(m[:16] for m in matches)}" if matches else ""),
                   file=sys.stderr)
             return 1
         fingerprint = matches[0]
+        # What the running service uses is what its processes recorded (each says so every minute); this
+        # shell's own MODEL_DIR may differ from the service's, so it is only a second guard.
+        users = store.in_use(conn, fingerprint, IN_USE_WITHIN_S)
+        if users:
+            who = users[0]
+            print(f"{PROG}: {fingerprint[:12]} is in use: the {who['setting']} of {who['host']} pid {who['pid']} "
+                  f"(seen {who['seen_at']}; {len(users)} process(es) in the last {IN_USE_WITHIN_S // 60:.0f} min); "
+                  "switch every server away from it first", file=sys.stderr)
+            return 1
         in_use = _models_in_use(settings).get(fingerprint)
         if in_use:
             print(f"{PROG}: {fingerprint[:12]} is the model of {in_use}; switch away from it first", file=sys.stderr)

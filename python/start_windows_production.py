@@ -29,7 +29,7 @@ log = logging.getLogger("recognition_service.waitress")
 def parse_args(argv=None) -> argparse.Namespace:
     parser = preflight.base_parser(PROG, __doc__.splitlines()[0])
     parser.add_argument("--channel-timeout", type=int,
-                        help="idle connection timeout in s (CHANNEL_TIMEOUT_S, default 120)")
+                        help="idle connection timeout in s (CHANNEL_TIMEOUT_S, default 30)")
     return parser.parse_args(argv)
 
 
@@ -58,9 +58,12 @@ def serve(settings, channel_timeout: int) -> None:
     state.warm_up()
     state.start_background()
     wrapped = InFlight(app)
+    # connection_limit: Waitress stops accepting past it (its default, 100, is reached by a port scanner or a
+    # few idle clients); cleanup_interval: how often idle connections are looked for (default 30 s)
     server = create_server(wrapped, host=settings.HOST, port=settings.PORT, threads=settings.THREADS,
                            channel_timeout=channel_timeout, max_request_body_size=settings.max_upload_bytes,
-                           ident="recognizer")
+                           connection_limit=settings.WAITRESS_CONNECTION_LIMIT,
+                           cleanup_interval=max(1, min(5, channel_timeout)), ident="recognizer")
     stopping, drained = threading.Event(), threading.Event()
 
     def drain_then_stop():

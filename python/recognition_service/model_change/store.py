@@ -173,6 +173,32 @@ def agreement(conn, active: str, shadow: str) -> dict:
             **dict(zip(OUTCOMES, rest, strict=True)), "since": since.isoformat(timespec="seconds")}
 
 
+def say_in_use(conn, host: str, pid: int, models: dict[str, str]) -> None:
+    """This process uses these models (fingerprint -> MODEL_DIR or SHADOW_MODEL_DIR), as of now."""
+    with conn.cursor() as cur:
+        for fingerprint, setting in models.items():
+            cur.execute("""INSERT INTO models_in_use (host, pid, fingerprint, setting) VALUES (%s, %s, %s, %s)
+                           ON CONFLICT (host, pid, fingerprint) DO UPDATE SET setting = EXCLUDED.setting,
+                                                                             seen_at = now()""",
+                        (host, pid, fingerprint, setting))
+        cur.execute("DELETE FROM models_in_use WHERE seen_at < now() - interval '1 day'")
+
+
+def forget_in_use(conn, host: str, pid: int) -> None:
+    with conn.cursor() as cur:
+        cur.execute("DELETE FROM models_in_use WHERE host = %s AND pid = %s", (host, pid))
+
+
+def in_use(conn, fingerprint: str, within_s: float) -> list[dict]:
+    """The processes that said they use this model within the last `within_s` seconds."""
+    with conn.cursor() as cur:
+        cur.execute("""SELECT host, pid, setting, seen_at FROM models_in_use
+                       WHERE fingerprint = %s AND seen_at > now() - make_interval(secs => %s)
+                       ORDER BY seen_at DESC""", (fingerprint, within_s))
+        return [{"host": h, "pid": p, "setting": s, "seen_at": t.isoformat(timespec="seconds")}
+                for h, p, s, t in cur.fetchall()]
+
+
 def resolve_fingerprint(conn, prefix: str) -> list[str]:
     """The stored model fingerprints starting with `prefix` (the 12-character form shown by the API)."""
     with conn.cursor() as cur:
