@@ -341,6 +341,16 @@ def _models_in_use(settings) -> dict[str, str]:
     return found
 
 
+def _may_be_alive(user: dict) -> bool:
+    """A process that recorded a model is taken as running, unless it was on this host and is gone (killed
+    without stopping: its record stays until it ages out)."""
+    import socket
+
+    import psutil
+
+    return user["host"] != socket.gethostname() or psutil.pid_exists(user["pid"])
+
+
 def run_purge(args) -> int:
     """Delete a model's embeddings (after a switch): never the model in use, never a photo's last embedding."""
     import psycopg2
@@ -362,7 +372,7 @@ def run_purge(args) -> int:
         fingerprint = matches[0]
         # What the running service uses is what its processes recorded (each says so every minute); this
         # shell's own MODEL_DIR may differ from the service's, so it is only a second guard.
-        users = store.in_use(conn, fingerprint, IN_USE_WITHIN_S)
+        users = [u for u in store.in_use(conn, fingerprint, IN_USE_WITHIN_S) if _may_be_alive(u)]
         if users:
             who = users[0]
             print(f"{PROG}: {fingerprint[:12]} is in use: the {who['setting']} of {who['host']} pid {who['pid']} "

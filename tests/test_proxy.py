@@ -15,7 +15,7 @@ import time
 
 import pytest
 import requests
-from devtools.attacks import standard_attacks
+from devtools.attacks import probe_ready, standard_attacks
 from devtools.servers import free_port
 from devtools.shared import REPO_ROOT, sample
 
@@ -83,21 +83,8 @@ def proxied(gunicorn_servers, tmp_path):
 def test_slow_and_idle_clients_do_not_starve_the_service_behind_nginx(proxied):
     server, nginx = proxied
     attacks = standard_attacks(nginx.port)
-    probes, failures, slowest = 0, [], 0.0
     try:
-        time.sleep(2)
-        end = time.monotonic() + 25
-        while time.monotonic() < end:
-            started = time.monotonic()
-            try:
-                r = requests.get(nginx.url + "/health/ready", timeout=5)
-                if r.status_code != 200:
-                    failures.append(r.status_code)
-            except requests.RequestException as exc:
-                failures.append(type(exc).__name__)
-            slowest = max(slowest, time.monotonic() - started)
-            probes += 1
-            time.sleep(0.5)
+        probes, failures, slowest = probe_ready(nginx.url)
         # a real request (a photo through the proxy) is served too
         r = requests.post(nginx.url + "/api/v1/recognize", files={"image": ("o.jpg", sample("obama.jpg"))},
                           headers={"X-API-Key": KEY},

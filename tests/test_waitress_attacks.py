@@ -4,10 +4,8 @@ Run on Linux here (Waitress is pure Python: the same event loop as on Windows)."
 
 from __future__ import annotations
 
-import time
-
 import requests
-from devtools.attacks import standard_attacks
+from devtools.attacks import probe_ready, standard_attacks
 from devtools.servers import Server
 from devtools.shared import sample
 
@@ -17,21 +15,8 @@ KEY = "school-key"
 def test_slow_and_idle_clients_do_not_starve_waitress(database_url, tmp_path):
     server = Server("waitress", database_url, tmp_path, API_KEYS=KEY).wait_ready(120)  # production defaults
     attacks = standard_attacks(server.port)
-    probes, failures, slowest = 0, [], 0.0
     try:
-        time.sleep(2)
-        end = time.monotonic() + 25
-        while time.monotonic() < end:
-            started = time.monotonic()
-            try:
-                r = requests.get(server.url + "/health/ready", timeout=5)
-                if r.status_code != 200:
-                    failures.append(r.status_code)
-            except requests.RequestException as exc:
-                failures.append(type(exc).__name__)
-            slowest = max(slowest, time.monotonic() - started)
-            probes += 1
-            time.sleep(0.5)
+        probes, failures, slowest = probe_ready(server.url)
         r = requests.post(server.url + "/api/v1/recognize", files={"image": ("o.jpg", sample("obama.jpg"))},
                           headers={"X-API-Key": KEY}, timeout=60)
         assert r.status_code == 200 and len(r.json()["faces"]) == 1

@@ -65,3 +65,27 @@ def standard_attacks(port: int) -> list[Attack]:
     """What a LAN throws at a server: 100 slow heads, 300 idle sockets, 10 slow bodies, one large slow body."""
     return [Attack(port, 100, slow_headers), Attack(port, 300, idle), Attack(port, 10, trickle(1_000_000)),
             Attack(port, 1, trickle(19 * 1024 * 1024))]
+
+
+def probe_ready(url: str, seconds: float = 25.0) -> tuple[int, list, float]:
+    """Ask `url`/health/ready every half second for `seconds` (after 2 s for the attack to build up): how many
+    probes, the failures (status codes or exception names) and the slowest answer in seconds."""
+    import time
+
+    import requests
+
+    probes, failures, slowest = 0, [], 0.0
+    time.sleep(2)
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        started = time.monotonic()
+        try:
+            r = requests.get(url + "/health/ready", timeout=5)
+            if r.status_code != 200:
+                failures.append(r.status_code)
+        except requests.RequestException as exc:
+            failures.append(type(exc).__name__)
+        slowest = max(slowest, time.monotonic() - started)
+        probes += 1
+        time.sleep(0.5)
+    return probes, failures, slowest
