@@ -77,16 +77,13 @@ def test_a_narrow_key_is_refused_what_its_role_does_not_allow_and_nothing_change
     assert client.get("/api/v1/sessions/9", headers=backend).get_json()["status"] in ("starting", "running")
 
 
-def test_the_backend_key_runs_the_school_and_only_admin_has_unlisted_routes(school, database_url):
+def test_the_backend_key_runs_the_school_and_only_admin_has_unlisted_routes(school):
     _, client, keys = school
     backend = {"X-API-Key": keys["backend"]}
     assert client.put("/api/v1/students/obama", json={"name": "Barack Obama"}, headers=backend).status_code == 200
     assert client.post("/api/v1/sessions/9/stop", headers=backend).status_code == 200
     assert client.delete("/api/v1/students/obama", headers=backend).status_code == 204
     assert roles.may("admin", "some.future_route") and not roles.may("backend", "some.future_route")
-    with psycopg2.connect(database_url) as conn, conn.cursor() as cur:  # the audit log says with which role
-        cur.execute("SELECT actor, details->>'role' FROM audit_log WHERE action = 'student.delete'")
-        assert cur.fetchall() == [("key:2", "backend")]
 
 
 def _review_item(database_url: str) -> str:

@@ -9,23 +9,10 @@ import os
 
 
 def audit(conn, actor: str, action: str, target: str | None = None, details: dict | None = None) -> None:
-    """Append to the audit log (in the caller's transaction), with the role of the key behind a request."""
-    role = _request_role()
-    if role is not None:
-        details = {**(details or {}), "role": role}
+    """Append to the audit log (in the caller's transaction)."""
     with conn.cursor() as cur:
         cur.execute("INSERT INTO audit_log (actor, action, target, details) VALUES (%s, %s, %s, %s)",
                     (actor, action, target, json.dumps(details) if details else None))
-
-
-def _request_role() -> str | None:
-    """The signed-in key's role when called while answering a request (api/auth.py sets it), else None (the
-    command-line tools)."""
-    try:
-        from flask import g, has_request_context
-    except ImportError:
-        return None
-    return g.get("role") if has_request_context() else None
 
 
 # Log lines name students by a keyed hash under this process's random key: one student reads the same in a
