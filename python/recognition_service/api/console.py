@@ -83,18 +83,19 @@ def _page_headers(response):
     return response
 
 
-def _current_actor(state) -> str | None:
-    """Who this request is signed in as: its console session's key, if the session and the key still live."""
+def _signed_in_as(state) -> tuple[str, str | None]:
+    """Who this request is signed in as and with which role: its console session's key, if the session and
+    the key still live (role None: not signed in)."""
     sid = session.get("sid")
-    if sid is None:
-        return None if state.keys.keys_configured() else "anonymous"  # no key anywhere: as open as the API
+    if sid is None:  # no key anywhere: the console is as open as the API
+        return "anonymous", None if state.keys.keys_configured() else state.keys.role_of("anonymous")
     s = state.settings
     with get_db() as conn:
         actor = console_sessions.touch(conn, sid, s.CONSOLE_IDLE_TIMEOUT_S, s.CONSOLE_SESSION_MAX_S)
-        if actor is not None and state.keys.role_of(actor) is None:
+        role = state.keys.role_of(actor) if actor is not None else None
+        if actor is not None and role is None:
             console_sessions.end(conn, sid, "key_gone")
-            actor = None
-    return actor
+    return actor or "anonymous", role
 
 
 @bp.before_request
@@ -103,8 +104,7 @@ def _signed_in():
     g.actor, g.role = "anonymous", None
     if request.endpoint in ("console.login", "console.static"):
         return None
-    actor = _current_actor(state)
-    role = state.keys.role_of(actor) if actor is not None else None
+    actor, role = _signed_in_as(state)
     if role is None:  # never signed in, signed out, idle too long, or its key was revoked
         if session:
             session.clear()  # only a cookie that was sent is replaced: a cross-site link carries none
