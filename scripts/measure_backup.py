@@ -115,8 +115,7 @@ def main() -> None:
         with psycopg2.connect(url) as conn, conn.cursor() as cur:
             cur.execute("SELECT pg_database_size(current_database())")
             db_bytes = cur.fetchone()[0]
-        pg_ctl = str(Path(manage_data.pg_tool("pg_ctl")))
-        subprocess.run([pg_ctl, "stop", "-D", str(tmp / "school" / "pgdata"), "-m", "fast"], capture_output=True)
+        manage_data._stop_embedded(tmp / "school" / "pgdata")
     print(json.dumps({"date": time.strftime("%Y-%m-%d"), "cpu_count": os.cpu_count(), "students": args.students,
                       "photos_per_student": args.photos, "sessions": args.sessions, "counts": backed["counts"],
                       "database_mb": round(db_bytes / 1e6, 1), "backup_mb": round(backed["bytes"] / 1e6, 1),
