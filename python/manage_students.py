@@ -13,7 +13,8 @@ import's CSV columns: student_id, name, photo (a file name inside the folder or 
 several names separated by ';'). Every photo goes through the service's own validation and enrolment
 quality gate, so this works against a remote server too. A second run skips photos already enrolled (by
 their sha256). Bad rows (missing files, invalid ids, one id with two names) are reported, not fatal;
-every refused photo is written to the report CSV with its reason and quality scores.
+every refused photo is written to the report CSV with its reason and quality scores. A photo whose face
+already belongs to another student is refused as duplicate_face, naming them (--allow-duplicates: twins).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from recognition_service.retry import Backoff  # noqa: E402
+from recognition_service.security.csv_injection import SafeCsvWriter  # noqa: E402
 from recognition_service.students.store import STUDENT_ID_RE  # noqa: E402
 
 PROG = "manage_students"
@@ -211,14 +213,16 @@ class Client:
         return r
 
 
-def import_student(client: Client, student: Student, photos: Photos) -> dict:
-    """Enrol one student's photos not enrolled yet; what happened to each."""
+def import_student(client: Client, student: Student, photos: Photos, allow_duplicates: bool = False) -> dict:
+    """Enrol one student's photos not enrolled yet; what happened to each. `created`: the student did not
+    exist and now has a face (the service creates a student only with their first enrolled photo)."""
     result = {"student_id": student.student_id, "created": False, "enrolled": 0, "skipped": 0, "rejected": []}
     r = client.call("GET", f"/api/v1/students/{student.student_id}/faces")
+    new = r.status_code == 404
     if r.status_code == 200:
         have = {f["image_sha256"] for f in r.json()["faces"]}
-    elif r.status_code == 404:
-        have, result["created"] = set(), True
+    elif new:
+        have = set()
     else:
         raise RuntimeError(f"GET faces of {student.student_id}: HTTP {r.status_code} {r.text[:200]}")
     todo = []
@@ -236,20 +240,25 @@ def import_student(client: Client, student: Student, photos: Photos) -> dict:
     for start in range(0, len(todo), BATCH):
         batch = todo[start:start + BATCH]
         files = [("image", (Path(n).name, data)) for n, data in batch]
-        r = client.call("POST", f"/api/v1/students/{student.student_id}/faces", files=files,
-                        data={"name": student.name} if student.name else None)
+        fields = {"name": student.name} if student.name else {}
+        if allow_duplicates:
+            fields["allow_duplicate"] = "true"
+        r = client.call("POST", f"/api/v1/students/{student.student_id}/faces", files=files, data=fields or None)
         body = r.json() if r.headers.get("Content-Type", "").startswith("application/json") else {}
         if r.status_code == 201:
             result["enrolled"] += len(body["faces"])
             rejected = body.get("rejected", [])
-        else:
-            rejected = (body.get("error", {}).get("details") or {}).get("rejected") or [
-                {"index": i, "reason": body.get("error", {}).get("code", f"http_{r.status_code}"),
-                 "message": body.get("error", {}).get("message", r.text[:200])} for i in range(len(batch))]
+        else:  # nothing enrolled: the error lists each photo's own reason (error.rejected)
+            error = body.get("error", {})
+            rejected = error.get("rejected") or [
+                {"index": i, "reason": error.get("code", f"http_{r.status_code}"),
+                 "message": error.get("message", r.text[:200])} for i in range(len(batch))]
         for item in rejected:
             result["rejected"].append({"student_id": student.student_id, "photo": batch[item["index"]][0],
                                        "reason": item["reason"], "message": item.get("message", ""),
                                        "quality": item.get("quality") or {}})
+    result["created"] = new and result["enrolled"] > 0
+    result["no_face"] = result["enrolled"] == 0 and result["skipped"] == 0
     return result
 
 
@@ -264,7 +273,8 @@ def run_import(args) -> int:
     with ThreadPoolExecutor(max(1, args.concurrency)) as pool, \
             tqdm(total=sum(len(s.photos) for s in students.values()), unit="photo", disable=args.quiet,
                  file=sys.stderr) as bar:
-        futures = {pool.submit(import_student, client, s, photos): s for s in students.values()}
+        futures = {pool.submit(import_student, client, s, photos, args.allow_duplicates): s
+                   for s in students.values()}
         for future in as_completed(futures):
             student = futures[future]
             try:
@@ -289,6 +299,7 @@ def run_import(args) -> int:
     enrolled = sum(r["enrolled"] for r in results)
     summary = {
         "students": len(students), "students_created": sum(r["created"] for r in results),
+        "students_without_a_face": sum(r["no_face"] for r in results),  # every photo refused: see the report
         "faces_enrolled": enrolled, "photos_skipped_already_enrolled": sum(r["skipped"] for r in results),
         "photos_rejected": dict(Counter(r["reason"] for r in rejected)), "bad_rows": len(problems),
         "students_failed": len(failures), "server_busy_retries": dict(client.busy), "seconds": round(seconds, 1),
@@ -296,24 +307,6 @@ def run_import(args) -> int:
     }
     print(json_dump(summary))
     return 1 if failures else 0
-
-
-class SafeCsvWriter:
-    """csv.writer whose text cells cannot run as spreadsheet formulas (OWASP CSV injection): a cell starting
-    with = + - @, a tab or a carriage return gets a leading apostrophe. Names, ids and photo names come from
-    the roster, and the report is opened in a spreadsheet."""
-
-    def __init__(self, f):
-        self._writer = csv.writer(f)
-
-    def writerow(self, row) -> None:
-        self._writer.writerow([neutralise(cell) for cell in row])
-
-
-def neutralise(cell):
-    if isinstance(cell, str) and cell[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + cell
-    return cell
 
 
 def _settings_and_database():
@@ -437,6 +430,9 @@ def main(argv=None) -> int:
     imp.add_argument("--report", type=Path, default=Path("import-report.csv"),
                      help="CSV of every refused photo and bad row (default import-report.csv)")
     imp.add_argument("--quiet", action="store_true", help="no progress bar")
+    imp.add_argument("--allow-duplicates", action="store_true",
+                     help="enrol a photo even when its face already belongs to another student (twins); by "
+                          "default it is refused as duplicate_face, naming that student, in the report")
     imp.add_argument("--max-photo-mb", type=float, default=20,
                      help="the server's upload limit (its MAX_UPLOAD_MB, default 20): larger photos are not read")
     purge = sub.add_parser("purge-model", help="delete every embedding of a model you switched away from "

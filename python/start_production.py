@@ -22,7 +22,24 @@ sys.path.insert(0, str(ROOT / "python"))
 
 # Metrics of all workers add up through files in this folder (a fresh one per start). It must be set
 # before prometheus_client is first imported (the dependency check imports it, the app's metrics use it).
-METRICS_DIR = tempfile.mkdtemp(prefix="recognizer-metrics-")
+def _remove_orphaned_metrics_dirs() -> None:
+    """Folders of earlier starts whose master is gone without its atexit (killed, power cut): months of
+    unattended restarts must not fill the temporary folder. Each name carries its master's pid."""
+    for old in Path(tempfile.gettempdir()).glob("recognizer-metrics-*-*"):
+        pid = old.name.split("-")[2]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # that master still runs (its folder is in use)
+        except ProcessLookupError:
+            shutil.rmtree(old, ignore_errors=True)
+        except PermissionError:
+            continue  # another user's process: alive, and not ours
+
+
+_remove_orphaned_metrics_dirs()
+METRICS_DIR = tempfile.mkdtemp(prefix=f"recognizer-metrics-{os.getpid()}-")
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = METRICS_DIR
 # Workers are forked inside run_gunicorn() and unwind through main() and atexit when they exit (a
 # recycle, a crash): only this process may remove the folder every worker writes to. atexit also

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -34,6 +35,7 @@ def pg_url():
     server = pgserver.get_server(root / "pgdata", cleanup_mode="delete")
     yield server.get_uri()
     server.cleanup()
+    shutil.rmtree(root, ignore_errors=True)  # the suite leaves nothing behind
 
 
 @pytest.fixture

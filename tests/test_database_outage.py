@@ -1,6 +1,7 @@
 """The database stops under a running Gunicorn service: 503 during, success after, sessions resume, no restart."""
 
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -18,7 +19,8 @@ def own_postgres():
     import pgserver
     from pgserver._commands import pg_ctl
 
-    server = pgserver.get_server(Path(tempfile.mkdtemp(prefix="outage-")) / "pgdata", cleanup_mode="delete")
+    root = Path(tempfile.mkdtemp(prefix="outage-"))  # short: PostgreSQL's socket path has a length limit
+    server = pgserver.get_server(root / "pgdata", cleanup_mode="delete")
     user = "pgserver" if os.geteuid() == 0 else None
 
     def stop():
@@ -29,6 +31,7 @@ def own_postgres():
 
     yield server.get_uri(), stop, start
     server.cleanup()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def test_database_outage_degrades_then_recovers(own_postgres, tmp_path):

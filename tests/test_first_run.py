@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -167,7 +168,11 @@ def test_help_names_the_settings_and_leaves_no_metrics_folder_behind(tmp_path):
     import tempfile
 
     pattern = os.path.join(tempfile.gettempdir(), "recognizer-metrics-*")
-    before = set(glob.glob(pattern))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a master killed without its clean-up left its folder; the next start removes it
+    orphan = Path(tempfile.mkdtemp(prefix=f"recognizer-metrics-{dead.pid}-"))
+    (orphan / "counter_1.db").write_bytes(b"x")
+    before = set(glob.glob(pattern)) - {str(orphan)}
     done = subprocess.run([sys.executable, str(SCRIPTS["gunicorn"]), "--help"], capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 0 and "MODEL_DIR" in done.stdout and "DATABASE_URL" in done.stdout
@@ -175,6 +180,7 @@ def test_help_names_the_settings_and_leaves_no_metrics_folder_behind(tmp_path):
                             env={**os.environ, "DB_POOL_MAX": "lots"})
     assert failed.returncode == 2
     assert set(glob.glob(pattern)) <= before  # neither the help nor the failed start left a folder
+    assert not orphan.exists()
 
 
 def test_naive_service_help_works():

@@ -10,16 +10,16 @@ import sys
 import zipfile
 
 import requests
-from devtools.shared import IDENTITIES, REPO_ROOT
+from devtools.shared import IDENTITIES, REPO_ROOT, SAMPLES
 from session_helpers import FAST
 
 TOOL = REPO_ROOT / "python" / "manage_students.py"
 
 
-def _run(url: str, roster, photos, report) -> dict:
+def _run(url: str, roster, photos, report, *extra) -> dict:
     done = subprocess.run([sys.executable, str(TOOL), "import", "--csv", str(roster), "--photos", str(photos),
-                           "--url", url, "--report", str(report), "--quiet"], capture_output=True, text=True,
-                          timeout=900)
+                           "--url", url, "--report", str(report), "--quiet", *extra], capture_output=True,
+                          text=True, timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr
     return json.loads(done.stdout)
 
@@ -46,6 +46,7 @@ def test_a_whole_roster_imports_resumes_and_reports_what_it_refused(gunicorn_ser
     first = _run(server.url, roster, photos, tmp_path / "first.csv")
     rejected = list(csv.DictReader((tmp_path / "first.csv").open()))
     assert first["students"] == len(people) and first["students_created"] == len(people)
+    assert first["students_without_a_face"] == 0
     assert first["faces_enrolled"] + len(rejected) == total and first["bad_rows"] == 0, first
     assert sum(first["photos_rejected"].values()) == len(rejected)
     assert all(r["reason"] and r["message"] for r in rejected)
@@ -63,15 +64,32 @@ def test_a_whole_roster_imports_resumes_and_reports_what_it_refused(gunicorn_ser
     broken = tmp_path / "broken.csv"
     extra = people[0]
     first_photo = f"{extra.name}/{sorted(extra.iterdir())[0].name}"
+    with zipfile.ZipFile(photos, "a") as z:  # a student whose every photo is refused, each for its own reason
+        for name in ("no_face.jpg", "corrupted.png", "five_faces.jpg"):
+            z.write(SAMPLES / name, f"odd/{name}")
     broken.write_text("student_id,name,photo,grade\n"
                       f"new_one,New One,{first_photo},5\n"
                       "bad id!,Bad,x.jpg,5\n"
                       "lost,Lost,nowhere.jpg,5\n"
-                      f"new_one,Someone Else,{first_photo},5\n")
+                      f"new_one,Someone Else,{first_photo},5\n"
+                      "faceless,Faceless,odd/no_face.jpg;odd/corrupted.png;odd/five_faces.jpg,5\n")
     third = _run(server.url, broken, photos, tmp_path / "broken-report.csv")
-    problems = [r for r in csv.DictReader((tmp_path / "broken-report.csv").open()) if r["reason"] == "bad_row"]
+    report = list(csv.DictReader((tmp_path / "broken-report.csv").open()))
+    problems = [r for r in report if r["reason"] == "bad_row"]
     messages = " | ".join(p["message"] for p in problems)
     assert third["bad_rows"] == 4 and "unknown columns" in messages and "invalid student_id" in messages
     assert "file not found" in messages and "differs from" in messages
-    assert third["faces_enrolled"] + sum(third["photos_rejected"].values()) == 1  # the good row went through
+    # the good row's photo is already extra's face: refused under a new id, naming whose it is; nobody created
+    (dup,) = [r for r in report if r["student_id"] == "new_one" and r["reason"] != "bad_row"]
+    assert dup["reason"] == "duplicate_face" and extra.name in dup["message"], dup
+    assert requests.get(server.url + "/api/v1/students/new_one", timeout=10).status_code == 404
+    # every photo of faceless refused: each with its own reason, and not counted as created
+    reasons = {r["photo"]: r["reason"] for r in report if r["student_id"] == "faceless"}
+    assert reasons == {"odd/no_face.jpg": "no_face", "odd/corrupted.png": "invalid_image",
+                       "odd/five_faces.jpg": "multiple_faces"}, reasons
+    assert third["students_created"] == 0 and third["students_without_a_face"] == 3, third  # lost too
+    assert requests.get(server.url + "/api/v1/students/faceless", timeout=10).status_code == 404
+
+    fourth = _run(server.url, broken, photos, tmp_path / "twins.csv", "--allow-duplicates")  # twins, on purpose
+    assert fourth["faces_enrolled"] == 1 and fourth["students_created"] == 1, fourth
     assert requests.get(server.url + "/api/v1/students/new_one", timeout=10).json()["name"] == "New One"

@@ -38,7 +38,10 @@ class Server:
                     "GRACEFUL_TIMEOUT_S": "20",
                     # the tests' cameras, receivers and videos live on loopback and in the temp folder
                     "CALLBACK_ALLOWED_HOSTS": "127.0.0.1", "CAMERA_ALLOWED_NETWORKS": "127.0.0.0/8",
-                    "CAMERA_FILE_ROOT": tempfile.gettempdir()}
+                    "CAMERA_FILE_ROOT": tempfile.gettempdir(),
+                    # the server's own temporary files (its metrics folder) in the test's folder: a server a
+                    # test kills leaves nothing in /tmp
+                    "TMPDIR": str(tmp)}
         full_env.update({k: str(v) for k, v in env.items()})
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen([sys.executable, str(SCRIPTS[kind])], env=full_env, cwd=tmp,

@@ -69,6 +69,8 @@ def init_auth(app: Flask, state) -> None:
         if result.status in ("ok", "open"):
             if result.status == "ok" and request.path.startswith("/api/"):
                 limit_actor(state, result.actor)
+            if result.status == "ok":
+                checker.used(result.actor)
             authorize()
             return
         if result.status == "missing":

@@ -15,6 +15,7 @@ import hmac
 import secrets
 from datetime import datetime, timedelta
 from functools import wraps
+from zoneinfo import ZoneInfo
 
 from flask import Blueprint, abort, flash, g, make_response, redirect, render_template, request, session, url_for
 from flask.sessions import SecureCookieSessionInterface
@@ -24,6 +25,7 @@ from recognition_service.api import sessions as sessions_api
 from recognition_service.api import students as students_api
 from recognition_service.api.auth import count_failure, limit_actor, refuse_while_blocked
 from recognition_service.api.context import get_db, service_state
+from recognition_service.api.health import health_report
 from recognition_service.api.models import model_change_status
 from recognition_service.callbacks import outbox
 from recognition_service.errors import ApiError
@@ -31,10 +33,11 @@ from recognition_service.recognition.thresholds import describe
 from recognition_service.review import store as review_store
 from recognition_service.api.auth import authorize
 from recognition_service.security import console_sessions
-from recognition_service.security.api_keys import shared_secret
+from recognition_service.security.api_keys import actor_names, last_used, list_keys, shared_secret
 from recognition_service.security.roles import may
 from recognition_service.sessions import store as sessions_store
 from recognition_service.sessions.camera_worker import SHORT_CHANGED
+from recognition_service.storage import disk
 from recognition_service.students import store as students_store
 
 bp = Blueprint("console", __name__, template_folder="templates", static_folder="static",
@@ -95,6 +98,7 @@ def _signed_in_as(state) -> tuple[str, str | None]:
         role = state.keys.role_of(actor) if actor is not None else None
         if actor is not None and role is None:
             console_sessions.end(conn, sid, "key_gone")
+        g.actor_name = actor_names(conn, {actor}).get(actor) if role is not None else None
     return actor or "anonymous", role
 
 
@@ -113,6 +117,7 @@ def _signed_in():
         abort(401)
     g.actor, g.role = actor, role
     limit_actor(state, actor)
+    state.keys.used(actor)
     if request.method == "POST":
         _check_csrf()
     authorize()
@@ -133,8 +138,51 @@ def _csrf() -> str:
 
 @bp.app_context_processor
 def _template_globals():
+    zone = _zone()
     return {"csrf_token": _csrf if request.path.startswith("/console") else (lambda: ""),
-            "can": lambda endpoint: may(g.get("role"), endpoint)}
+            "can": lambda endpoint: may(g.get("role"), endpoint),
+            "time_zone": f"{zone.key} (UTC{datetime.now(zone).strftime('%z')[:3]}:{datetime.now(zone).strftime('%z')[3:]})"}
+
+
+def _zone() -> ZoneInfo:
+    return ZoneInfo(service_state().settings.TZ_NAME)
+
+
+def _local(value) -> datetime | None:
+    if not value:
+        return None
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment.astimezone(_zone())
+
+
+@bp.app_template_filter("when")
+def _when(value) -> str:
+    """Every date and time in the console in one form, in the service's time zone (the footer names it)."""
+    moment = _local(value)
+    return moment.strftime("%Y-%m-%d %H:%M") if moment else ""
+
+
+@bp.app_template_filter("size")
+def _size(value: int) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    return ""
+
+
+@bp.app_template_filter("duration")
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    days, rest = divmod(seconds, 86400)
+    return (f"{days} d " if days else "") + f"{rest // 3600} h {rest % 3600 // 60} min"
+
+
+@bp.app_template_filter("clock")
+def _clock(value) -> str:
+    """A time of today's session, to the second, in the service's time zone."""
+    moment = _local(value)
+    return moment.strftime("%H:%M:%S") if moment else ""
 
 
 def _action(redirect_to):
@@ -242,11 +290,32 @@ def session_page(slot_id: int):
         if found is None:
             abort(404)
         items = review_store.list_items(conn, slot_id, "open") or []
+        confirmers = actor_names(conn, {r["confirmed_by"] for r in found["recognized_students"] if r["confirmed_by"]})
     started = datetime.fromisoformat(found["started_at"])
     end = datetime.fromisoformat(found["stopped_at"]) if found["stopped_at"] else datetime.now(started.tzinfo)
-    return render_template("console/session.html", s=found, review=items, live=True,
+    return render_template("console/session.html", s=found, review=items, live=True, confirmers=confirmers,
                            elapsed=max(1.0, (end - started).total_seconds()),
                            small_px=service_state().settings.SMALL_FACE_PX, short_share=SHORT_CHANGED)
+
+
+@bp.get("/sessions/<int:slot_id>/attendance.csv")
+def attendance_csv(slot_id: int):
+    return sessions_api.csv_response(_attendance_or_404(slot_id))
+
+
+@bp.get("/sessions/<int:slot_id>/attendance")
+def attendance_print(slot_id: int):
+    """The attendance on one printable page (the browser's Print makes the paper or the PDF)."""
+    return render_template("console/attendance.html", a=_attendance_or_404(slot_id))
+
+
+def _attendance_or_404(slot_id: int) -> dict:
+    try:
+        return sessions_api.attendance_of(slot_id)
+    except ApiError as exc:
+        if exc.status == 404:
+            abort(404)
+        raise
 
 
 @bp.get("/sessions/<int:slot_id>/evidence/<evidence_id>")
@@ -263,9 +332,16 @@ def camera_preview(slot_id: int, camera_id: int):
 @_action(lambda slot_id, item_id: url_for("console.session_page", slot_id=slot_id))
 def review(slot_id: int, item_id: str):
     form = request.form
+    action = form.get("action", "")
+    # which button: a candidate's or the roster's one-click choice, or the typed id (the fallback)
+    choice = form.get("choice", "typed")
+    student_id = (choice[5:] if choice.startswith("pick:") else form.get("roster_pick") if choice == "roster"
+                  else form.get("student_id")) if action == "confirm" else None
     try:
-        body = review_api.ReviewAction(action=form.get("action", ""), student_id=form.get("student_id") or None,
-                                       name=form.get("name") or None, enrol=form.get("enrol") == "on")
+        body = review_api.ReviewAction(action=action, student_id=(student_id or "").strip() or None,
+                                       name=(form.get("name") or None) if choice == "typed" else None,
+                                       enrol=form.get("enrol") == "on",
+                                       allow_duplicate=form.get("allow_duplicate") == "on")
     except ValueError as exc:
         raise ApiError(f"the form is not valid: {exc.errors()[0]['msg'] if hasattr(exc, 'errors') else exc}",
                        code="validation_failed", status=422) from None
@@ -273,7 +349,8 @@ def review(slot_id: int, item_id: str):
     if body.action == "reject":
         return "marked as a stranger"
     enrolled = " and enrolled the face" if result.get("face_id") else ""
-    return f"confirmed as {body.student_id}{enrolled}"
+    name = result["item"].get("resolved_name") or body.student_id
+    return f"confirmed as {name} ({body.student_id}){enrolled}"
 
 
 @bp.post("/sessions/<int:slot_id>/stop")
@@ -316,7 +393,10 @@ def enrol(student_id: str):
     images = [f.read() for f in request.files.getlist("image") if f.filename]
     if not images:
         raise ApiError("choose a photo to enrol", code="missing_image", status=400)
-    enrolled, rejected = students_api.enrol(student_id, images, request.form.get("name") or None)
+    enrolled, rejected = students_api.enrol(student_id, images, request.form.get("name") or None,
+                                            allow_duplicate=request.form.get("allow_duplicate") == "on")
+    if rejected:
+        flash("; ".join(f"photo {r['index'] + 1} refused: {r['message']}" for r in rejected), "error")
     return f"{len(enrolled)} photo(s) enrolled" + (f", {len(rejected)} refused" if rejected else "")
 
 
@@ -359,9 +439,19 @@ def service():
                        ORDER BY s.slot_id""")
         backlog = cur.fetchall()
         change = model_change_status(conn)
+        keys = list_keys(conn)
+        env_actors = state.keys.env_actors()
+        env_used = last_used(conn, env_actors)
+        signed_in = console_sessions.signed_in(conn)
+        names = actor_names(conn, {s["actor"] for s in signed_in})
+        usage = disk.usage(state.settings.DATA_DIR, state.settings.evidence_dir, conn)
+    for s in signed_in:
+        s["name"] = names[s["actor"]]
     return render_template("console/service.html", model=model.info.to_dict() if model else None,
                            threshold=describe(state.settings, model.info) if model else None, change=change,
-                           runners=runners, backlog=backlog, pool=state.db.stats(), live=True)
+                           runners=runners, backlog=backlog, pool=state.db.stats(), health=health_report(),
+                           keys=keys, env_keys=[{"actor": a, "last_used_at": env_used.get(a)} for a in env_actors],
+                           signed_in=signed_in, disk=usage, live=True)
 
 
 @bp.post("/service/redeliver/<int:slot_id>")

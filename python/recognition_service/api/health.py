@@ -48,6 +48,12 @@ def _check(with_model_change: bool = False) -> tuple[dict, list[str]]:
 
 @bp.get("/health")
 def health():
+    result = health_report()
+    return jsonify(result), 503 if result.get("reasons") else 200
+
+
+def health_report() -> dict:
+    """What /health says (the console's service page shows the same): status, reasons, warnings."""
     state = service_state()
     body, reasons = _check(with_model_change=True)
     zone = ZoneInfo(state.settings.TZ_NAME)
@@ -94,7 +100,7 @@ def health():
             "stay offline for CAMERA_OFFLINE_GRACE_S")
     if warnings:
         result["warnings"] = warnings
-    return jsonify(result), 503 if reasons else 200
+    return result
 
 
 def _offline_cameras() -> list[dict]:

@@ -112,3 +112,16 @@ def list_param(name: str) -> list[str] | None:
     if raw is None:
         return None
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def bool_param(name: str) -> bool:
+    """A yes/no parameter: true/1/yes/on or false/0/no/off (422 naming the field otherwise); absent: False."""
+    raw = param(name)
+    if raw is None:
+        return False
+    value = raw.strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off", ""):
+        return False
+    raise ValidationFailed(f"{name} must be true or false", details={"field": name})

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from recognition_service.api.auth import authorize
 from recognition_service.api.context import get_db, service_state
 from recognition_service.api.params import json_body, param
-from recognition_service.api.students import kept_crop
+from recognition_service.api.students import duplicate_refusal, kept_crop
 from recognition_service.errors import ApiError, NotFound, ValidationFailed
 from recognition_service.recognition import quality
 from recognition_service.review import store
@@ -30,12 +30,13 @@ class ReviewAction(BaseModel):
     student_id: str | None = Field(None, pattern=students.STUDENT_ID_RE.pattern)
     name: str | None = Field(None, min_length=1, max_length=200)
     enrol: bool = False
+    allow_duplicate: bool = False  # enrol even when the face matches another student (twins)
 
     @model_validator(mode="after")
     def _confirm_names_a_student(self):
         if self.action == "confirm" and not self.student_id:
             raise ValueError("confirm needs student_id")
-        if self.action == "reject" and (self.student_id or self.enrol or self.name):
+        if self.action == "reject" and (self.student_id or self.enrol or self.name or self.allow_duplicate):
             raise ValueError("reject takes no student_id, name or enrol")
         if self.name is not None and not self.name.strip():
             raise ValueError("name must not be blank")
@@ -61,7 +62,7 @@ def _item_or_404(conn, slot_id: int, item_id: str, lock: bool = False) -> dict:
     return item
 
 
-def _enrolment_face(slot_id: int, item: dict):
+def _enrolment_face(slot_id: int, item: dict, student_id: str, allow_duplicate: bool):
     """The item's best face through the enrolment gate: (model, face, sha256), or 422 saying why not."""
     state = service_state()
     with get_db() as conn:
@@ -83,6 +84,10 @@ def _enrolment_face(slot_id: int, item: dict):
             details.update(problems=refusal.problems, quality=refusal.quality.to_dict())
         raise ApiError(f"the item's face cannot be enrolled: {refusal.message}", code=refusal.reason, status=422,
                        details=details)
+    twin = None if allow_duplicate else duplicate_refusal(model, face, student_id)
+    if twin is not None:
+        raise ApiError(f"the item's face cannot be enrolled under {student_id}: {twin['message']}",
+                       code="duplicate_face", status=409, details={"duplicate_of": twin["duplicate_of"]})
     return model, face, hashlib.sha256(data).hexdigest()
 
 
@@ -101,7 +106,8 @@ def act(slot_id: int, item_id: str, body: ReviewAction) -> dict:
         authorize("students.enrol")  # a teacher confirms; enrolling the face into the gallery is the backend's
     if body.action == "confirm" and body.name:
         authorize("students.write")  # naming (or renaming) a student
-    enrolment = _enrolment_face(slot_id, item) if body.action == "confirm" and body.enrol else None
+    enrolment = (_enrolment_face(slot_id, item, body.student_id, body.allow_duplicate)
+                 if body.action == "confirm" and body.enrol else None)
     result = {"item_id": item_id, "action": body.action}
     try:
         with get_db() as conn:
@@ -121,8 +127,10 @@ def act(slot_id: int, item_id: str, body: ReviewAction) -> dict:
                                                    quality=face.quality.to_dict(), crop_png=kept_crop(face))
                     result["face_id"] = face_id
                 name = students.names_for(conn, {body.student_id}).get(body.student_id, body.student_id)
-                result["recognition_created"] = store.confirm(conn, item, student_id=body.student_id, name=name,
-                                                              actor=g.actor)
+                roster = sessions_store.roster_of(conn, item["session_id"])
+                result["recognition_created"] = store.confirm(
+                    conn, item, student_id=body.student_id, name=name, actor=g.actor,
+                    on_roster=None if roster is None else body.student_id in roster)
                 audit(conn, g.actor, "review.confirm", body.student_id,
                       {"slot_id": slot_id, "item_id": item_id, "enrolled_face_id": result.get("face_id")})
     except store.ItemResolved:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, jsonify, send_file
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -14,7 +15,7 @@ from recognition_service.api.params import json_body, number_param, param
 from recognition_service.callbacks import outbox
 from recognition_service.errors import ApiError, NotFound, ValidationFailed
 from recognition_service.security.egress import check_callback_url, check_camera_url
-from recognition_service.sessions import store
+from recognition_service.sessions import attendance, store
 from recognition_service.sessions.evidence import resolve
 from recognition_service.students.store import STUDENT_ID_RE
 
@@ -76,6 +77,20 @@ class SessionIn(BaseModel):
     # the planned end (one of them; neither: SESSION_MAX_DURATION_S): the session then stops by itself
     ends_at: datetime | None = None
     duration_s: float | None = Field(None, gt=0, allow_inf_nan=False)
+    # optional words for people (the console, the export); never used for a decision
+    class_name: str | None = Field(None, min_length=1, max_length=200)
+    room: str | None = Field(None, min_length=1, max_length=200)
+    teacher: str | None = Field(None, min_length=1, max_length=200)
+
+    @field_validator("class_name", "room", "teacher")
+    @classmethod
+    def _one_printable_line(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        if not value or not value.isprintable():
+            raise ValueError("must be one line of printable text")
+        return value
 
     @field_validator("ends_at")
     @classmethod
@@ -115,6 +130,9 @@ class SessionIn(BaseModel):
         return self
 
 
+DISPLAY_FIELDS = ("class_name", "room", "teacher")
+
+
 def _ends_in_s(body: SessionIn, max_s: float) -> float:
     """Seconds from now to the session's planned end; a 422 for an end passed or beyond the maximum."""
     if body.ends_at is not None:
@@ -152,7 +170,8 @@ def start_session():
                                  callback_url=body.callback_url, student_ids=body.student_ids,
                                  threshold=body.threshold, mode=body.mode, callback_type=body.callback_type,
                                  frame_interval_ms=body.frame_interval_ms if body.frame_interval_ms is not None
-                                 else settings.FRAME_INTERVAL_MS, ends_in_s=ends_in_s, ends_at=body.ends_at)
+                                 else settings.FRAME_INTERVAL_MS, ends_in_s=ends_in_s, ends_at=body.ends_at,
+                                 display={k: v for k in DISPLAY_FIELDS if (v := getattr(body, k)) is not None})
     except store.SessionExists as exc:
         raise ApiError(str(exc), code="session_exists", status=409, details={"field": "slot_id"}) from None
     state.wake_sessions()
@@ -193,6 +212,27 @@ def _session_or_404(conn, slot_id: int) -> dict:
 def get_session(slot_id: int):
     with get_db() as conn:
         return jsonify(_session_or_404(conn, slot_id))
+
+
+@bp.get("/sessions/<int:slot_id>/attendance")
+def get_attendance(slot_id: int):
+    """The slot's latest attendance: JSON, or a CSV file with format=csv (the console's export too)."""
+    fmt = param("format") or "json"
+    if fmt not in ("json", "csv"):
+        raise ValidationFailed("format must be json or csv", details={"field": "format"})
+    found = attendance_of(slot_id)
+    return csv_response(found) if fmt == "csv" else jsonify(found)
+
+
+def attendance_of(slot_id: int) -> dict:
+    with get_db() as conn:
+        return attendance.report(conn, _session_or_404(conn, slot_id), ZoneInfo(service_state().settings.TZ_NAME))
+
+
+def csv_response(found: dict) -> Response:
+    return Response(attendance.to_csv(found), mimetype="text/csv", headers={
+        "Content-Disposition": f'attachment; filename="{attendance.file_name(found)}"',
+        "Cache-Control": "private, no-store"})
 
 
 @bp.post("/sessions/<int:slot_id>/stop")

@@ -10,7 +10,7 @@ from flask import Blueprint, g, jsonify
 from pydantic import BaseModel, Field, field_validator
 
 from recognition_service.api.context import get_db, service_state
-from recognition_service.api.params import json_body, number_param, param, uploaded_images
+from recognition_service.api.params import bool_param, json_body, number_param, param, uploaded_images
 from recognition_service.errors import ApiError, NotFound, ServiceUnavailable, ValidationFailed
 from recognition_service.recognition import quality
 from recognition_service.recognition.images import encode_crop
@@ -98,13 +98,16 @@ def erase(student_id: str) -> None:
 
 @bp.post("/students/<student_id>/faces")
 def enrol_faces(student_id: str):
-    enrolled, rejected = enrol(student_id, uploaded_images(), param("name"))
+    enrolled, rejected = enrol(student_id, uploaded_images(), param("name"),
+                               allow_duplicate=bool_param("allow_duplicate"))
     return jsonify({"student_id": student_id, "faces": enrolled, "rejected": rejected}), 201
 
 
-def enrol(student_id: str, images: list[bytes], name: str | None) -> tuple[list[dict], list[dict]]:
+def enrol(student_id: str, images: list[bytes], name: str | None, *,
+          allow_duplicate: bool = False) -> tuple[list[dict], list[dict]]:
     """Enrol photos through the quality gate (the API and the console): (enrolled faces, rejected photos);
-    an ApiError when none was enrolled."""
+    an ApiError when none was enrolled. A face that already matches another student is refused
+    (`duplicate_face`, naming them) unless `allow_duplicate` says the caller means it (twins)."""
     store.check_student_id(student_id)
     state = service_state()
     settings = state.settings
@@ -130,6 +133,10 @@ def enrol(student_id: str, images: list[bytes], name: str | None) -> tuple[list[
                 item.update(problems=refusal.problems, quality=refusal.quality.to_dict())
             rejected.append(item)
             continue
+        twin = duplicate_refusal(model, face, student_id, index) if not allow_duplicate else None
+        if twin is not None:
+            rejected.append(twin)
+            continue
         accepted.append((face, hashlib.sha256(data).hexdigest()))
     g.faces = len(accepted)
     statuses = {r.pop("_status") for r in rejected}
@@ -137,7 +144,8 @@ def enrol(student_id: str, images: list[bytes], name: str | None) -> tuple[list[
         reasons = {r["reason"] for r in rejected}
         code = reasons.pop() if len(reasons) == 1 else "no_face_enrolled"
         status = statuses.pop() if len(statuses) == 1 else 422
-        raise ApiError("no photo was enrolled", code=code, status=status, details={"rejected": rejected})
+        why = f": {rejected[0]['message']}" if len(rejected) == 1 else ""
+        raise ApiError(f"no photo was enrolled{why}", code=code, status=status, details={"rejected": rejected})
 
     enrolled = []
     with get_db() as conn:
@@ -153,6 +161,23 @@ def enrol(student_id: str, images: list[bytes], name: str | None) -> tuple[list[
     if state.shadow_models is not None and state.reembedder is not None:
         state.reembedder.wake()  # the shadow model's embedding of the new photos, now rather than at the next poll
     return enrolled, rejected
+
+
+def duplicate_refusal(model, face, student_id: str, index: int | None = None) -> dict | None:
+    """The rejection of a face that already belongs to another student, else None."""
+    alikes = service_state().engine.look_alikes(model, face.embedding, student_id=student_id)
+    if not alikes:
+        return None
+    other = alikes[0]
+    refusal = {"reason": "duplicate_face", "_status": 409,
+               "message": (f"this face matches {other['name']} ({other['student_id']}) at {other['similarity']:.2f}, "
+                           "at or above the threshold: it is probably the same person. Enrol it under "
+                           f"{other['student_id']}, or send allow_duplicate=true if they are two people "
+                           "(twins)"),
+               "duplicate_of": alikes}
+    if index is not None:
+        refusal["index"] = index
+    return refusal
 
 
 def kept_crop(face) -> bytes | None:

@@ -216,6 +216,23 @@ class RecognitionEngine:
         return [{"student_id": sid, "similarity": sim}
                 for sid, sim in self._galleries(model).candidates(embedding, k, roster)]
 
+    def look_alikes(self, model: FaceModel, embedding: np.ndarray, *, student_id: str) -> list[dict]:
+        """Other students this face already matches at the threshold in force, best first, with names: an
+        enrolment that would make two students of one person (and every later sighting ambiguous)."""
+        gallery = self._galleries(model)
+        self._ensure_schema()
+        with self._db.get_db_conn() as conn:  # fresh: a duplicate enrolled a moment ago counts. Not noted as a
+            gallery.refresh(conn)             # refresh (gallery()): the face about to be enrolled is not in it
+        # yet, and a camera of this process must not skip its next refresh and miss that face for a second
+        threshold = self.threshold(model)
+        found = [(sid, sim) for sid, sim in gallery.candidates(np.asarray(embedding, np.float32), 4)
+                 if sid != student_id and sim >= threshold]
+        if not found:
+            return []
+        with self._db.get_db_conn() as conn:
+            names = names_for(conn, {sid for sid, _ in found})
+        return [{"student_id": sid, "name": names.get(sid, sid), "similarity": sim} for sid, sim in found]
+
     def similarity_to(self, model: FaceModel, embeddings: np.ndarray, student_id: str) -> np.ndarray:
         """Each embedding's similarity to the student's best-matching enrolled face."""
         return self._galleries(model).similarity_to(np.asarray(embeddings, np.float32), student_id)

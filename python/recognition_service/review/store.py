@@ -9,6 +9,7 @@ import numpy as np
 import psycopg2.extras
 
 from recognition_service.sessions.store import add_evidence, add_recognition, fence
+from recognition_service.students.store import names_for
 
 # Two unnamed tracks of one session whose aggregates are at least this similar are one person: one item.
 # Well above what two different people reach (1 in 10,000 impostor pairs above 0.31 for w600k_mbf), while
@@ -77,15 +78,28 @@ _COLUMNS = """r.item_id, r.session_id, r.status, r.reason, r.camera_id, r.tracks
 def list_items(conn, slot_id: int, status: str | None) -> list[dict] | None:
     """The items of the slot's latest session (None when there is no session), oldest first."""
     with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
-        cur.execute("SELECT session_id FROM sessions WHERE slot_id = %s ORDER BY session_id DESC LIMIT 1",
-                    (slot_id,))
+        cur.execute("""SELECT session_id, student_ids FROM sessions WHERE slot_id = %s
+                       ORDER BY session_id DESC LIMIT 1""", (slot_id,))
         session = cur.fetchone()
         if session is None:
             return None
         cur.execute(f"""SELECT {_COLUMNS} FROM review_items r WHERE r.session_id = %s
                         AND (%s::text IS NULL OR r.status = %s) ORDER BY r.first_seen_at, r.item_id""",
                     (session["session_id"], status, status))
-        return [_view(r) for r in cur.fetchall()]
+        items = [_view(r) for r in cur.fetchall()]
+    _name_candidates(conn, items, session["student_ids"])
+    return items
+
+
+def _name_candidates(conn, items: list[dict], roster: list[str] | None) -> None:
+    """Each candidate with the student's name and whether the session's roster lists them (None: no roster)."""
+    names = names_for(conn, {c["student_id"] for i in items for c in i["candidates"]}
+                      | {i["resolved_student_id"] for i in items if i["resolved_student_id"]})
+    for item in items:
+        item["candidates"] = [{**c, "name": names.get(c["student_id"]),
+                               "on_roster": None if roster is None else c["student_id"] in roster}
+                              for c in item["candidates"]]
+        item["resolved_name"] = names.get(item["resolved_student_id"]) if item["resolved_student_id"] else None
 
 
 def get_item(conn, slot_id: int, item_id: str, *, lock: bool = False) -> dict | None:
@@ -95,18 +109,22 @@ def get_item(conn, slot_id: int, item_id: str, *, lock: bool = False) -> dict | 
     except ValueError:
         return None
     with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
-        cur.execute(f"""SELECT {_COLUMNS} FROM review_items r JOIN sessions s USING (session_id)
-                        WHERE s.slot_id = %s AND r.item_id = %s {'FOR UPDATE OF r' if lock else ''}""",
+        cur.execute(f"""SELECT {_COLUMNS}, s.student_ids AS roster
+                        FROM review_items r JOIN sessions s USING (session_id) WHERE s.slot_id = %s AND r.item_id = %s {'FOR UPDATE OF r' if lock else ''}""",
                     (slot_id, item_id))
         row = cur.fetchone()
     if row is None:
         return None
-    return {**_view(row), "session_id": row["session_id"], "embedding": _vector(row["embedding"]),
+    view = _view(row)
+    _name_candidates(conn, [view], row["roster"])
+    return {**view, "session_id": row["session_id"], "embedding": _vector(row["embedding"]),
             "model_fingerprint": row["model_fingerprint"]}
 
 
-def confirm(conn, item: dict, *, student_id: str, name: str, actor: str) -> bool:
-    """Mark the item as the student and record their recognition (source: review); True if it was new."""
+def confirm(conn, item: dict, *, student_id: str, name: str, actor: str, on_roster: bool | None = None) -> bool:
+    """Mark the item as the student and record their recognition (source: review, with who confirmed it);
+    True if it was new. `on_roster` False: the session's roster does not list them (the event says so, and
+    the backend decides whether they count)."""
     if item["status"] != "open":
         raise ItemResolved(item["item_id"])
     best = max((c["similarity"] for c in item["candidates"] if c["student_id"] == student_id), default=0.0)
@@ -117,7 +135,9 @@ def confirm(conn, item: dict, *, student_id: str, name: str, actor: str) -> bool
             cur.execute("UPDATE evidence SET student_id = %s WHERE evidence_id = %s", (student_id, item["evidence_id"]))
         return add_recognition(cur, item["session_id"], student_id=student_id, name=name, camera_id=item["camera_id"],
                                similarity=float(best), evidence_id=item["evidence_id"], source="review",
-                               extra={"item_id": item["item_id"], "confirmed_by": actor})
+                               extra={"item_id": item["item_id"], "confirmed_by": actor,
+                                      **({"on_roster": on_roster} if on_roster is not None else {})},
+                               confirmed_by=actor)
 
 
 def reject(conn, item: dict, *, actor: str) -> int:

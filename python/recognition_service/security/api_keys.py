@@ -37,10 +37,39 @@ def create_key(conn, name: str, role: str, actor: str = "cli") -> tuple[int, str
 
 
 def list_keys(conn) -> list[dict]:
+    """Every key made with the tool (never the key itself): name, role, prefix, made, revoked, last used."""
     with conn.cursor() as cur:
-        cur.execute("SELECT key_id, name, role, prefix, created_at, revoked_at FROM api_keys ORDER BY key_id")
+        cur.execute("""SELECT k.key_id, k.name, k.role, k.prefix, k.created_at, k.revoked_at, u.last_used_at
+                       FROM api_keys k LEFT JOIN key_usage u ON u.actor = 'key:' || k.key_id ORDER BY k.key_id""")
         return [{"key_id": r[0], "name": r[1], "role": r[2], "prefix": r[3], "created_at": r[4].isoformat(),
-                 "revoked_at": r[5].isoformat() if r[5] else None} for r in cur.fetchall()]
+                 "revoked_at": r[5].isoformat() if r[5] else None,
+                 "last_used_at": r[6].isoformat() if r[6] else None} for r in cur.fetchall()]
+
+
+def last_used(conn, actors: list[str]) -> dict[str, str]:
+    """When each of these actors (key:<id>, env-key:<fingerprint>) last made a request, ISO 8601."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT actor, last_used_at FROM key_usage WHERE actor = ANY(%s)", (actors,))
+        return {a: t.isoformat() for a, t in cur.fetchall()}
+
+
+def actor_names(conn, actors: set[str]) -> dict[str, str]:
+    """What people call each actor: a tool-made key by its name, an API_KEYS key by its fingerprint (it has
+    no name), `cli` the command-line tools, `anonymous` a service without keys."""
+    ids = [int(a[4:]) for a in actors if a.startswith("key:") and a[4:].isdigit()]
+    names = {}
+    if ids:
+        with conn.cursor() as cur:
+            cur.execute("SELECT key_id, name FROM api_keys WHERE key_id = ANY(%s)", (ids,))
+            names = {f"key:{i}": n for i, n in cur.fetchall()}
+    for actor in actors:
+        if actor not in names:
+            names[actor] = (f"API_KEYS key {actor[8:]}" if actor.startswith("env-key:")
+                            else "no key (the service has none)" if actor == "anonymous" else actor)
+    return names
+
+
+_USAGE_EVERY_S = 60.0  # a key's last use is written at most this often per process: not a write per request
 
 
 def shared_secret(db) -> bytes:
@@ -89,6 +118,7 @@ class KeyChecker:
         self._lock = threading.Lock()
         self._known: dict[str, tuple[float, str, int | None, str | None]] = {}  # hash -> (expires, status, id, role)
         self._any_db_keys: tuple[float, bool] = (0.0, False)
+        self._usage_written: dict[str, float] = {}  # actor -> monotonic time its last use was written
 
     def _env_actor(self, index: int) -> str:
         if self._env_ids is None:
@@ -108,6 +138,26 @@ class KeyChecker:
             value = bool(cur.fetchone()[0])
         self._any_db_keys = (time.monotonic() + _CACHE_S, value)
         return value
+
+    def used(self, actor: str) -> None:
+        """Note that `actor` made a request (the service page's "last used"), at most once a minute here."""
+        if not actor.startswith(("key:", "env-key:")):
+            return
+        now = time.monotonic()
+        with self._lock:
+            if now - self._usage_written.get(actor, float("-inf")) < _USAGE_EVERY_S:
+                return
+            self._usage_written[actor] = now
+        try:
+            with self._db.get_db_conn() as conn, conn.cursor() as cur:
+                cur.execute("""INSERT INTO key_usage (actor, last_used_at) VALUES (%s, now())
+                               ON CONFLICT (actor) DO UPDATE SET last_used_at = excluded.last_used_at""", (actor,))
+        except Exception:  # noqa: BLE001 - the database is down: /health must still answer; next minute then
+            pass
+
+    def env_actors(self) -> list[str]:
+        """The actors of the API_KEYS keys (env-key:<fingerprint>), in the list's order."""
+        return [self._env_actor(i) for i in range(len(self._env))]
 
     def role_of(self, actor: str) -> str | None:
         """The role of a signed-in actor, None when its key is gone (revoked, removed from API_KEYS): a

@@ -306,6 +306,14 @@ class CameraWorker:
             if (reason == "below_threshold" and candidates
                     and candidates[0]["similarity"] >= self.engine.threshold(model, job.threshold) - REVIEW_BAND):
                 reason = "near_miss"
+            if job.roster is not None and who.student_id is None:
+                # An enrolled student the roster does not list (a visitor from another class, a roster the
+                # backend got wrong): not a stranger. A person says whether they count; they come first.
+                anyone = self.engine.identify(model, vector[None], threshold=job.threshold, max_age_s=1.0)[0]
+                if anyone.student_id is not None and anyone.student_id not in job.roster:
+                    reason = "not_on_roster"
+                    candidates = [{"student_id": anyone.student_id, "similarity": float(anyone.similarity)},
+                                  *candidates[:2]]
             self.recorder.review(job.camera_id, fingerprint=model.info.fingerprint, embedding=vector,
                                  weight=track.weight, reason=reason, candidates=candidates, view=track.views[0])
 

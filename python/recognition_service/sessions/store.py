@@ -15,6 +15,8 @@ from datetime import datetime
 import psycopg2.errors
 import psycopg2.extras
 
+from recognition_service.students.store import names_for
+
 LIVE = ("starting", "running", "stopping")
 RUNNABLE = ("starting", "running")
 
@@ -73,6 +75,8 @@ def _camera_counts(cur, session_id: int) -> tuple[int, int, int]:
 
 def _status_event(cur, session_id: int, event: str, reason: str | None = None, **extra) -> None:
     active, offline, failed = _camera_counts(cur, session_id)
+    if event == "stopped":  # an ended session watches nothing, whatever its cameras last were (as _view says)
+        active = offline = 0
     record_event(cur, session_id, "session_status",
                  {"event": event, "reason": reason, "active_cameras": active, "offline_cameras": offline,
                   "failed_cameras": failed, **extra})
@@ -83,18 +87,20 @@ def _status_event(cur, session_id: int, event: str, reason: str | None = None, *
 
 def create_session(conn, *, slot_id: int, cameras: list[dict], callback_url: str, student_ids: list[str] | None,
                    threshold: float | None, mode: str | None, callback_type: str | None,
-                   frame_interval_ms: int, ends_in_s: float, ends_at: datetime | None = None) -> int:
+                   frame_interval_ms: int, ends_in_s: float, ends_at: datetime | None = None,
+                   display: dict | None = None) -> int:
     """Insert a session, its cameras and a `started` event; SessionExists while the slot runs.
-    It ends by itself at `ends_at`, else `ends_in_s` seconds from now (end_due_sessions)."""
+    It ends by itself at `ends_at`, else `ends_in_s` seconds from now (end_due_sessions). `display`: the
+    backend's optional class name, room and teacher, shown and exported only."""
     with conn.cursor() as cur:
         try:
             cur.execute("SAVEPOINT create_session")
             cur.execute("""INSERT INTO sessions (slot_id, callback_url, student_ids, threshold, mode, callback_type,
-                                                 frame_interval_ms, ends_at)
-                           VALUES (%s, %s, %s, %s, %s, %s, %s, coalesce(%s, now() + make_interval(secs => %s)))
+                                                 frame_interval_ms, ends_at, display)
+                           VALUES (%s, %s, %s, %s, %s, %s, %s, coalesce(%s, now() + make_interval(secs => %s)), %s)
                            RETURNING session_id""",
                         (slot_id, callback_url, student_ids, threshold, mode, callback_type, frame_interval_ms,
-                         ends_at, ends_in_s))
+                         ends_at, ends_in_s, psycopg2.extras.Json(display) if display else None))
         except psycopg2.errors.UniqueViolation:
             cur.execute("ROLLBACK TO SAVEPOINT create_session")
             raise SessionExists(slot_id) from None
@@ -109,7 +115,7 @@ def create_session(conn, *, slot_id: int, cameras: list[dict], callback_url: str
 
 _SESSION_COLUMNS = """session_id, slot_id, status, reason, mode, callback_type, callback_url, student_ids,
                       threshold, frame_interval_ms, started_at, stopped_at, ends_at, owner, lease_expires_at,
-                      callback_failures, last_success_time"""
+                      callback_failures, last_success_time, display"""
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -127,7 +133,8 @@ def _view(cur, row: dict) -> dict:
                    LEFT JOIN camera_previews p ON p.session_id = c.session_id AND p.camera_id = c.camera_id
                    WHERE c.session_id = %s ORDER BY c.camera_id""", (sid,))
     cameras = cur.fetchall()
-    cur.execute("""SELECT r.student_id, r.name, r.first_seen_at, r.camera_id, r.best_similarity, r.evidence_id
+    cur.execute("""SELECT r.student_id, r.name, r.first_seen_at, r.camera_id, r.best_similarity, r.evidence_id,
+                          r.confirmed_by
                    FROM session_recognitions r WHERE r.session_id = %s ORDER BY r.first_seen_at, r.student_id""",
                 (sid,))
     recognized = cur.fetchall()
@@ -139,6 +146,9 @@ def _view(cur, row: dict) -> dict:
                 (sid,))
     open_items = cur.fetchone()["open"]
     seen = {r["student_id"] for r in recognized}
+    roster = row["student_ids"]
+    absent = [s for s in roster if s not in seen] if roster is not None else None
+    names = names_for(cur.connection, set(absent)) if absent else {}
     active = [c["camera_id"] for c in cameras if c["status"] == "active"]
     offline = [c["camera_id"] for c in cameras if c["status"] == "offline"]
     failed = [c["camera_id"] for c in cameras if c["status"] == "failed"]
@@ -151,8 +161,11 @@ def _view(cur, row: dict) -> dict:
         "callback_type": row["callback_type"],
         "callback_url": row["callback_url"],
         "student_ids": row["student_ids"],
-        "absent_student_ids": ([s for s in row["student_ids"] if s not in seen]
-                               if row["student_ids"] is not None else None),
+        "absent_student_ids": absent,
+        # names beside the ids: a teacher knows names (None: on the roster, never enrolled nor named)
+        "absent_students": ([{"student_id": s, "name": names.get(s)} for s in absent]
+                            if absent is not None else None),
+        "display": row["display"] or {},
         "open_review_items": open_items,
         "threshold": row["threshold"],
         "frame_interval_ms": row["frame_interval_ms"],
@@ -189,7 +202,9 @@ def _view(cur, row: dict) -> dict:
         "recognized_students": [
             {"student_id": r["student_id"], "name": r["name"], "first_seen_at": _iso(r["first_seen_at"]),
              "camera_id": r["camera_id"], "similarity": round(float(r["best_similarity"]), 4),
-             "evidence_id": str(r["evidence_id"]) if r["evidence_id"] else None}
+             "evidence_id": str(r["evidence_id"]) if r["evidence_id"] else None,
+             "confirmed_by": r["confirmed_by"],  # the key that confirmed it in review; None: a camera named it
+             "on_roster": None if roster is None else r["student_id"] in roster}
             for r in recognized],
         "callback_failures": row["callback_failures"],
         "last_success_time": _iso(row["last_success_time"]),
@@ -215,6 +230,14 @@ def list_sessions(conn, *, status: str | None, limit: int, offset: int) -> tuple
         cur.execute(f"SELECT {_SESSION_COLUMNS} FROM sessions {where} ORDER BY session_id DESC LIMIT %s OFFSET %s",
                     [*args, limit, offset])
         return [_view(cur, row) for row in cur.fetchall()], total
+
+
+def roster_of(conn, session_id: int) -> list[str] | None:
+    """The session's roster (None: the whole gallery)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT student_ids FROM sessions WHERE session_id = %s", (session_id,))
+        row = cur.fetchone()
+    return row[0] if row else None
 
 
 def stop_session(conn, slot_id: int) -> bool:
@@ -483,13 +506,13 @@ def add_evidence(cur, session_id: int, student_id: str | None, camera_id: int,
 
 
 def add_recognition(cur, session_id: int, *, student_id: str, name: str, camera_id: int, similarity: float,
-                    evidence_id, source: str, extra: dict | None = None) -> bool:
+                    evidence_id, source: str, extra: dict | None = None, confirmed_by: str | None = None) -> bool:
     """Insert a student's recognition and its `recognition` event (in the caller's transaction), unless the
     session already has one; `source` is camera or review. True if it was created."""
     cur.execute("""INSERT INTO session_recognitions (session_id, student_id, name, camera_id, similarity,
-                                                     best_similarity, evidence_id)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING first_seen_at""",
-                (session_id, student_id, name, camera_id, similarity, similarity, evidence_id))
+                                                     best_similarity, evidence_id, confirmed_by)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING first_seen_at""",
+                (session_id, student_id, name, camera_id, similarity, similarity, evidence_id, confirmed_by))
     row = cur.fetchone()
     if row is None:
         return False

@@ -17,3 +17,8 @@
   }
   setInterval(refresh, every);
 })();
+
+// The printable attendance's Print button (no inline script: the Content-Security-Policy refuses it).
+document.addEventListener("click", function (event) {
+  if (event.target.closest("[data-print]")) window.print();
+});
