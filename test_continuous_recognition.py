@@ -50,7 +50,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="warm-up, in %% of the run, before the RSS baseline is taken (default %(default)s)")
     p.add_argument("--api-key", help="sent as X-API-Key")
     p.add_argument("--enroll", action="store_true",
-                   help="first enrol the first photo of each subfolder of --images as a student named after it")
+                   help="first enrol the first photo of each subfolder of --images as a student loadtest-<folder>, "
+                        "erased again at the end (run it against a test service with its own DATA_DIR)")
+    p.add_argument("--keep-enrolled", action="store_true", help="with --enroll: keep those students at the end")
     p.add_argument("--report", type=Path, help="report folder (default reports/continuous-<time>)")
     p.add_argument("--pid", type=int, action="append", default=[],
                    help="worker pid to sample with psutil (repeatable; default: pids from the service's /metrics)")
@@ -125,17 +127,42 @@ def load_images(folder: Path) -> list[tuple[str, bytes]]:
     return [(p.name, p.read_bytes()) for p in files]
 
 
-def enrol(url: str, folder: Path, headers: dict) -> int:
-    enrolled = 0
+LOAD_TEST = "loadtest-"  # the load test's students: ids no school uses, erased at the end
+
+
+def enrol(url: str, folder: Path, headers: dict) -> list[str]:
+    """Enrol one photo of each subfolder as student loadtest-<folder>; the ids enrolled."""
+    enrolled = []
     for person in sorted(p for p in folder.iterdir() if p.is_dir()):
         photos = sorted(p for p in person.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         for photo in photos[:3]:
-            r = requests.post(f"{url}/api/v1/students/{person.name}/faces", headers=headers, timeout=120,
-                              files={"image": (photo.name, photo.read_bytes())}, data={"name": person.name})
+            r = requests.post(f"{url}/api/v1/students/{LOAD_TEST}{person.name}/faces", headers=headers,
+                              timeout=120, files={"image": (photo.name, photo.read_bytes())},
+                              data={"name": person.name})
             if r.status_code == 201:
-                enrolled += 1
+                enrolled.append(f"{LOAD_TEST}{person.name}")
                 break
     return enrolled
+
+
+def erase(url: str, student_ids: list[str], headers: dict) -> None:
+    for sid in student_ids:
+        requests.delete(f"{url}/api/v1/students/{sid}", headers=headers, timeout=120)
+
+
+def machine() -> dict:
+    """The CPU the figures were taken on: absolute figures mean little without it."""
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        import platform
+
+        cpu = platform.processor() or platform.machine()
+    return {"cpu": cpu, "cores": os.cpu_count()}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -283,8 +310,18 @@ def main(argv=None) -> int:
     if not images:
         print(f"error: no photos in {args.images}", file=sys.stderr)
         return 2
+    enrolled = enrol(args.url, args.images, headers) if args.enroll else []
     if args.enroll:
-        print(f"enrolled {enrol(args.url, args.images, headers)} students from {args.images}")
+        print(f"enrolled {len(enrolled)} students from {args.images}")
+    try:
+        return _run(args, images, headers, can_plot)
+    finally:
+        if enrolled and not args.keep_enrolled:
+            erase(args.url, enrolled, headers)
+            print(f"erased the {len(enrolled)} students it enrolled (--keep-enrolled keeps them)")
+
+
+def _run(args, images, headers, can_plot) -> int:
 
     report_dir = args.report or ROOT / "reports" / f"continuous-{datetime.now():%Y%m%d-%H%M%S}"
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -310,6 +347,7 @@ def main(argv=None) -> int:
              and e.get("growth_pct") is not None and e["growth_pct"] > args.max_rss_growth}
     summary = {
         "url": args.url, "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine(),  # the client's; run it on the server's machine for figures that mean something
         "requests": len(results), "seconds": round(elapsed, 2), "concurrency": args.concurrency,
         "throughput_rps": round(len(results) / elapsed, 2) if elapsed else 0.0,
         "faces_per_s": round(sum(r.faces for r in results) / elapsed, 2) if elapsed else 0.0,

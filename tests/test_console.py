@@ -1,22 +1,23 @@
 """The console in a real browser: Debian's chromium driven by selenium through chromium-driver, against a real
-Gunicorn with an API key set and a live camera session. Screenshots of each page go to docs/console-*.png."""
+Gunicorn with keys of their roles and a live roster session (python/devtools/console_tour.py). The README's
+screenshots are made by scripts/console_screenshots.py, not here: the suite changes no tracked file."""
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 import shutil
 
-import numpy as np
+import psycopg2
 import pytest
 import requests
-from devtools.shared import REPO_ROOT
-from devtools.streams import side_by_side, write_video
+from devtools.console_tour import DISPLAY, Scene, build_scene, chromium, sign_in, start_session
 from session_helpers import FAST, people_shown, wait_for
 
+from recognition_service.security.api_keys import create_key
+
 KEY = "console-test-key"
-DOCS = REPO_ROOT / "docs"
-SIZE = (640, 480)
-LEFT, RIGHT = (90, 140, 230, 300), (410, 140, 550, 300)
 
 pytestmark = pytest.mark.skipif(not shutil.which("chromedriver") or not shutil.which("chromium"),
                                 reason="needs Debian's chromium and chromium-driver (scripts/setup.sh --dev)")
@@ -24,31 +25,13 @@ pytestmark = pytest.mark.skipif(not shutil.which("chromedriver") or not shutil.w
 
 @pytest.fixture
 def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium")
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1280,1000"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
-    driver.implicitly_wait(0)
+    driver = chromium()
     yield driver
     driver.quit()
 
 
 def _api(url: str, method: str, path: str, **kwargs):
     return requests.request(method, url + path, headers={"X-API-Key": KEY}, timeout=60, **kwargs)
-
-
-def _shot(driver, name: str) -> None:
-    """A screenshot for the README, faces pixelated: no photo of a real person goes into the repository."""
-    DOCS.mkdir(exist_ok=True)
-    # through the CSSOM: the console's Content-Security-Policy refuses an injected <style> element
-    driver.execute_script("document.querySelectorAll('img').forEach(i => i.style.filter = 'blur(14px) grayscale(1)');")
-    driver.save_screenshot(str(DOCS / f"console-{name}.png"))
-    driver.execute_script("document.querySelectorAll('img').forEach(i => i.style.filter = '');")
 
 
 def _text(driver) -> str:
@@ -77,91 +60,130 @@ def _wait_text(driver, needle: str, timeout: float = 40):
     return wait_for(lambda: needle in _text(driver), timeout, f"'{needle}' on {driver.current_url}", interval=0.5)
 
 
-def test_the_console_signs_in_watches_a_session_reviews_enrols_and_refuses_what_it_must(gunicorn_servers, browser,
-                                                                                          tmp_path):
+def _card(driver, needle: str):
+    """The review card whose text holds `needle`."""
     from selenium.webdriver.common.by import By
 
-    server = gunicorn_servers(**{**FAST, "WORKERS": 2, "API_KEYS": KEY})
+    for card in driver.find_elements(By.CSS_SELECTOR, "ul.review li.card"):
+        if needle in card.text:
+            return card
+    return None
+
+
+def test_a_teacher_reads_names_confirms_in_one_click_exports_and_the_it_person_sees_the_service(
+        gunicorn_servers, browser, tmp_path, database_url):
+    from selenium.webdriver.common.by import By
+
+    server = gunicorn_servers(**{**FAST, "WORKERS": 2, "API_KEYS": KEY, "TZ_NAME": "Asia/Bangkok"})
     url = server.url
-    (known, known_photos, known_img, known_box), (stranger, stranger_photos, stranger_img, stranger_box) = \
-        people_shown(url, 2, min_photos=4, headers={"X-API-Key": KEY})
-    r = _api(url, "POST", f"/api/v1/students/{known}/faces",
-             files=[("image", (p.name, p.read_bytes())) for p in known_photos[1:3]])
-    assert r.status_code == 201, r.text
-    frame = side_by_side((known_img, known_box), (stranger_img, stranger_box), (LEFT, RIGHT), SIZE)
-    empty = np.full_like(frame, 40)
-    video = write_video(tmp_path / "console.mp4", [(frame, 30), (empty, 10)])
+    with psycopg2.connect(database_url) as conn:
+        office = create_key(conn, "IT office", "admin")[1]
+        teacher = create_key(conn, "Ms Tran (7B)", "teacher")[1]
+    scene = build_scene(url, {"X-API-Key": KEY}, tmp_path, people_shown(url, 3, min_photos=4,
+                                                                        headers={"X-API-Key": KEY}))
+    pupil, stranger, visitor = (Scene.name_of(p) for p in (scene.pupil, scene.stranger, scene.visitor))
 
     # signed out: every page leads to the sign-in; a wrong key is refused
     browser.get(url + "/console/")
     assert "/console/login" in browser.current_url
-    browser.find_element(By.ID, "api_key").send_keys("wrong-key")
-    browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    sign_in(browser, url, "wrong-key")
     _wait_text(browser, "not valid")
-    _shot(browser, "login")
-    browser.find_element(By.ID, "api_key").send_keys(KEY)
-    browser.find_element(By.CSS_SELECTOR, "main form button[type=submit]").click()
+    sign_in(browser, url, office)
     _wait_text(browser, "Sessions")
+    assert "Sign out (IT office, admin)" in browser.page_source  # the key's name, not key:1
 
-    r = _api(url, "POST", "/api/v1/sessions", json={
-        "slot_id": 801, "cameras": [{"camera_id": 1, "url": str(video)}], "frame_interval_ms": 200,
-        "callback_url": "http://127.0.0.1:9/cb", "student_ids": [known, "absent_kid"]})
-    assert r.status_code == 201, r.text
-    _api(url, "PUT", "/api/v1/students/absent_kid", json={"name": "Absent Kid"})
+    start_session(url, {"X-API-Key": KEY}, scene, 801)
     browser.get(url + "/console/")
-    _wait_text(browser, "801")
-    _shot(browser, "sessions")
+    _wait_text(browser, DISPLAY["class_name"])
+    assert "R 12 · Ms Tran" in _text(browser) and "Times are in Asia/Bangkok (UTC+07:00)" in browser.page_source
     browser.get(url + "/console/sessions/801")
-    # the page refreshes by itself: the recognition and the review item appear without a reload
-    _wait_text(browser, known)
-    wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "ul.review li.card"), 40, "a review item", 0.5)
-    assert "absent_kid" in _text(browser)
-    _shot(browser, "session")
+    # the page refreshes by itself: names appear without a reload, ids only beside them
+    _wait_text(browser, pupil)
+    wait_for(lambda: _card(browser, "not on this class's roster"), 60, "the visitor's card", 0.5)
+    wait_for(lambda: _card(browser, "Not recognised"), 60, "the stranger's card", 0.5)
+    absent = browser.find_element(By.ID, "absent").text
+    assert "Absent Kid" in absent and "absent-kid" in absent and scene.pupil[0] not in absent
 
-    # confirm the stranger as a new student, enrolling the face
-    def confirm():
-        item = browser.find_element(By.CSS_SELECTOR, "ul.review li.card")
+    # the visitor: enrolled in another class; one click counts them, and says who did
+    card = _card(browser, "not on this class's roster")
+    assert f"Enrolled, not on this class's roster: {visitor}" in card.text
+    _retry_stale(lambda: _card(browser, "not on this class's roster").find_element(
+        By.XPATH, f".//button[starts-with(normalize-space(.), 'Count {visitor} present')]").click())
+    _wait_text(browser, f"confirmed as {visitor} ({scene.visitor[0]})")
+    recognised = browser.find_element(By.ID, "recognised").text
+    assert "confirmed by IT office" in recognised and "not on this class's roster" in recognised
+
+    # the stranger: a new student, typed in (the fallback), the face enrolled; what enrolling does is said
+    card = _card(browser, "Not recognised")
+    assert "Adds this camera picture to the student's enrolled photos" in card.text
+
+    def confirm_typed():
+        item = _card(browser, "Not recognised")
+        item.find_element(By.CSS_SELECTOR, "details.typed summary").click()
         field = item.find_element(By.CSS_SELECTOR, "input[name=student_id]")
         field.click()  # focus in a form: the live refresh leaves the page alone from here on
         field.clear()
         field.send_keys("new_kid")
         item.find_element(By.CSS_SELECTOR, "input[name=name]").send_keys("New Kid")
         item.find_element(By.CSS_SELECTOR, "input[name=enrol]").click()
-        item.find_element(By.XPATH, ".//button[text()='Confirm']").click()
+        item.find_element(By.XPATH, ".//button[normalize-space(.)='Confirm']").click()
 
-    _retry_stale(confirm)
-    _wait_text(browser, "confirmed as new_kid and enrolled the face")
+    _retry_stale(confirm_typed)
+    _wait_text(browser, "confirmed as New Kid (new_kid) and enrolled the face")
     assert _api(url, "GET", "/api/v1/students/new_kid").json()["face_count"] == 1
 
-    # students: search, enrol a photo by upload, delete a face with the confirmation step
+    # the printable attendance, and the same as a CSV file
+    browser.get(url + "/console/sessions/801/attendance")
+    _wait_text(browser, "Attendance: 7B Mathematics")
+    present = browser.find_element(By.ID, "present").text
+    assert pupil in present and "camera" in present and f"{visitor} (not on the roster)" in present
+    assert "confirmed by IT office" in present and "Absent Kid" in browser.find_element(By.ID, "absent").text
+    assert "Asia/Bangkok" in _text(browser)
+    cookie = {"console_session": browser.get_cookie("console_session")["value"]}
+    r = requests.get(url + "/console/sessions/801/attendance.csv", cookies=cookie, timeout=10)
+    assert r.status_code == 200 and "attachment" in r.headers["Content-Disposition"]
+    rows = {row["student_id"]: row for row in csv.DictReader(io.StringIO(r.text))}
+    assert rows["absent-kid"]["status"] == "absent" and rows["new_kid"]["named_by"] == "IT office"
+    assert rows[scene.pupil[0]]["named_by"] == "camera" and rows[scene.pupil[0]]["class_name"] == "7B Mathematics"
+
+    # students: a photo of someone else is refused, naming them; the right photo goes in
     browser.get(url + "/console/students?q=new_")
     _wait_text(browser, "new_kid")
-    _shot(browser, "students")
     browser.find_element(By.LINK_TEXT, "new_kid").click()
-    browser.find_element(By.ID, "image").send_keys(str(stranger_photos[1]))
+    browser.find_element(By.ID, "image").send_keys(str(scene.visitor[1][0]))
+    browser.find_element(By.XPATH, "//button[text()='Enrol']").click()
+    _wait_text(browser, f"this face matches {visitor} ({scene.visitor[0]})")
+    assert _api(url, "GET", "/api/v1/students/new_kid").json()["face_count"] == 1
+    browser.find_element(By.ID, "image").send_keys(str(scene.stranger[1][1]))
     browser.find_element(By.XPATH, "//button[text()='Enrol']").click()
     _wait_text(browser, "1 photo(s) enrolled")
     assert _api(url, "GET", "/api/v1/students/new_kid").json()["face_count"] == 2
     cells = [[td.text for td in row.find_elements(By.TAG_NAME, "td")] for row in
              browser.find_elements(By.CSS_SELECTOR, "main table tbody tr")]
     assert len(cells) == 2 and all(float(c[3]) > 10 and float(c[4]) > 0 for c in cells), cells  # quality scores
-    _shot(browser, "student")
     first_delete = browser.find_elements(By.CSS_SELECTOR, "form[action*='/faces/'][action$='/delete']")[0]
     first_delete.find_element(By.CSS_SELECTOR, "input[name=confirmed]").click()
     first_delete.find_element(By.CSS_SELECTOR, "button").click()
     _wait_text(browser, "deleted")
     assert _api(url, "GET", "/api/v1/students/new_kid").json()["face_count"] == 1
 
+    # the IT person's page: health, version, uptime, disk, the keys by name and role, who is signed in
     browser.get(url + "/console/service")
     _wait_text(browser, "Threshold")
-    _shot(browser, "service")
+    health = browser.find_element(By.ID, "health").text
+    assert health.startswith("ok") and "version" in health and " up " in health
+    assert "evidence images" in browser.find_element(By.ID, "disk").text
+    keys = {row.find_elements(By.TAG_NAME, "td")[0].text: [td.text for td in row.find_elements(By.TAG_NAME, "td")]
+            for row in browser.find_elements(By.CSS_SELECTOR, "#keys tbody tr")}
+    assert keys["IT office"][1] == "admin" and "sign-in" in keys["IT office"][5] and keys["IT office"][4] != "never"
+    assert keys["Ms Tran (7B)"][1] == "teacher" and keys["Ms Tran (7B)"][4] == "never" and not keys["Ms Tran (7B)"][5]
+    assert office not in browser.page_source and teacher not in browser.page_source  # names, never the keys
     browser.set_window_size(390, 844)  # a phone
     browser.get(url + "/console/sessions/801")
     _wait_text(browser, "Cameras")
-    _shot(browser, "phone")
+    browser.set_window_size(1280, 1000)
 
     # refusals: no cookie, no CSRF token, hostile form input; none changes anything
-    cookie = {"console_session": browser.get_cookie("console_session")["value"]}
     page = requests.get(url + "/console/students/new_kid", cookies=cookie, timeout=10).text
     token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
     faces_before = _api(url, "GET", "/api/v1/students/new_kid").json()["face_count"]
@@ -175,12 +197,21 @@ def test_the_console_signs_in_watches_a_session_reviews_enrols_and_refuses_what_
     assert "tick the box to confirm" in r.text
     items = _api(url, "GET", "/api/v1/sessions/801/review", params={"status": "open"}).json()["items"]
     for bad in ({"action": "confirm", "student_id": "not ok!"}, {"action": "dance"},
-                {"action": "confirm", "student_id": "x" * 300}):
+                {"action": "confirm", "student_id": "x" * 300}, {"action": "confirm", "choice": "pick:not ok!"}):
         target = items[0]["item_id"] if items else "00000000-0000-0000-0000-000000000000"
         r = requests.post(f"{url}/console/sessions/801/review/{target}", data={**bad, "csrf_token": token},
                           cookies=cookie, timeout=10)
         assert r.status_code == 200 and "not valid" in r.text, r.text[:300]
     assert _api(url, "GET", "/api/v1/students/new_kid").json()["face_count"] == faces_before
+
+    # the teacher: signed in by name, no service page, and now last used on the IT person's page
+    browser.find_element(By.XPATH, "//button[starts-with(text(), 'Sign out')]").click()
+    wait_for(lambda: "/console/login" in browser.current_url, 20, "the sign-in page")
+    sign_in(browser, url, teacher)
+    _wait_text(browser, "Sessions")
+    assert "Sign out (Ms Tran (7B), teacher)" in browser.page_source and "/console/service" not in browser.page_source
+    assert requests.get(url + "/console/service", cookies={"console_session": browser.get_cookie(
+        "console_session")["value"]}, timeout=10).status_code == 403
 
 
 def test_the_console_cannot_be_framed_survives_a_cross_site_link_and_ends_at_sign_out(gunicorn_servers, browser,

@@ -45,7 +45,12 @@ def test_short_run_reports_and_passes(database_url, tmp_path, small_identities):
             actual = psutil.Process(int(pid)).memory_info().rss
             assert 0.7 * actual < entry["end"] < 1.3 * actual, (pid, entry, actual)
         assert (report / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-        assert "enrolled 8 students" in done.stdout
+        assert "enrolled 8 students" in done.stdout and "erased the 8 students" in done.stdout
+        assert summary["machine"]["cores"] == os.cpu_count() and summary["machine"]["cpu"] != "unknown"
+        # the load test's students are gone: it leaves nothing in the service's data
+        import requests
+
+        assert requests.get(server.url + "/api/v1/students", timeout=10).json()["total"] == 0
 
         # The same run fails when no growth at all is allowed: the exit status reflects the RSS rule.
         strict = run_tool("--url", server.url, "--images", small_identities, "--requests", 80,

@@ -46,9 +46,12 @@ def test_data_dir_is_the_repositorys_whatever_the_current_folder(monkeypatch, tm
     assert load_settings(DATA_DIR="elsewhere").DATA_DIR.resolve() == REPO_ROOT / "python" / "elsewhere"
 
 
-def test_the_start_says_where_the_data_is(gunicorn_servers, tmp_path):
+def test_the_start_says_where_the_data_is_and_where_the_console_is(gunicorn_servers, tmp_path):
     server = gunicorn_servers(WORKERS=1)
     assert f"data folder: {tmp_path / 'data'} (database: DATABASE_URL)" in server.log()
+    said = server.log().split("console: ", 1)[1].split(" ", 1)[0]
+    assert said == f"{server.url}/console/"
+    assert requests.get(said, timeout=10).status_code == 200  # the sign-in page, where it said
 
 
 def test_running_the_module_directly_starts_the_development_server(database_url, tmp_path):
@@ -137,9 +140,14 @@ def test_the_session_walkthrough_works_as_the_readme_says(gunicorn_servers, tmp_
                            "--video-dir", str(videos), "--seconds", "20"], capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "callback:" in done.stdout and "recognised" in done.stdout
+    assert "callback:" in done.stdout
+    recognised = int(done.stdout.split("stopped. recognised ", 1)[1].split(" ", 1)[0])
+    assert recognised >= 3, done.stdout
     session = requests.get(server.url + "/api/v1/sessions/9001", timeout=10).json()
-    assert session["status"] == "stopped" and session["recognition_count"] >= 3
+    assert session["status"] == "stopped"
+    # the demo's students are erased at the end (with their recognitions): nothing of it stays in the school's data
+    assert requests.get(server.url + "/api/v1/students", timeout=10).json()["total"] == 0
+    assert session["recognition_count"] == 0 and "erased the" in done.stdout
     assert session["cameras"][0]["url"] == str(videos / "demo_classroom.mp4")  # the relative path, resolved
     # an ended session shows no camera as active
     assert session["active_camera_ids"] == [] and {c["status"] for c in session["cameras"]} == {"stopped"}

@@ -276,6 +276,10 @@ def logout():
 
 # ---- sessions -----------------------------------------------------------------------------------
 
+# A review candidate this far under the threshold is shown as a weak match (a grey button that says so):
+# one click must not make a random closest student look like the answer.
+WEAK_MATCH_BAND = 0.15
+
 @bp.get("/")
 def sessions():
     with get_db() as conn:
@@ -291,9 +295,15 @@ def session_page(slot_id: int):
             abort(404)
         items = review_store.list_items(conn, slot_id, "open") or []
         confirmers = actor_names(conn, {r["confirmed_by"] for r in found["recognized_students"] if r["confirmed_by"]})
+    state = service_state()
+    try:  # below this, a candidate is a weak match: shown, but not as the obvious choice
+        weak_below = state.engine.threshold(state.engine.model(), found["threshold"]) - WEAK_MATCH_BAND
+    except ApiError:  # the model is not loaded yet in this worker
+        weak_below = None
     started = datetime.fromisoformat(found["started_at"])
     end = datetime.fromisoformat(found["stopped_at"]) if found["stopped_at"] else datetime.now(started.tzinfo)
     return render_template("console/session.html", s=found, review=items, live=True, confirmers=confirmers,
+                           weak_below=weak_below,
                            elapsed=max(1.0, (end - started).total_seconds()),
                            small_px=service_state().settings.SMALL_FACE_PX, short_share=SHORT_CHANGED)
 

@@ -117,7 +117,19 @@ def prepare_database(settings, *, for_serving: bool = True) -> str:
         check_exposure(settings, db_keys, all_db_keys)
     # Only once nothing stops the start: a refusal stays one line.
     print(f"data folder: {settings.DATA_DIR.resolve()} (database: {where})", file=sys.stderr)
+    if for_serving:
+        print(f"console: {console_url(settings)} (sign in with an API key)", file=sys.stderr)
     return url
+
+
+def console_url(settings) -> str:
+    """Where a person opens the console; a wildcard address is named as this machine's."""
+    host = settings.HOST
+    if host in ("0.0.0.0", "::", ""):
+        host = "<this machine's address>"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.PORT}/console/"
 
 
 LOOPBACK_HOSTS = {"127.0.0.1", "::1", "localhost"}
