@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -27,7 +26,7 @@ import numpy as np
 import psutil
 import requests
 from devtools.servers import Server, free_port
-from devtools.shared import FACES, IDENTITIES, MODEL_PACK
+from devtools.shared import FACES, IDENTITIES, MODEL_PACK, cpu_model
 from recognition_service.config import load_settings
 from recognition_service.recognition.engine import analyse
 from recognition_service.recognition.gallery import Gallery
@@ -182,7 +181,7 @@ def main(argv=None) -> int:
     sets = photo_sets(args.portraits, args.scenes)
     enrol = enrolment_photos()
     results: dict = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                     "machine": f"{platform.processor() or platform.machine()}, {CORES} cores, "
+                     "machine": f"{cpu_model()}, {CORES} cores, "
                                 f"{psutil.virtual_memory().total / 2**30:.0f} GiB",
                      "model_pack": MODEL_PACK.name, "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
                      "sets": {k: len(v) for k, v in sets.items()}}

@@ -144,6 +144,28 @@ def test_every_face_from_20_to_200_px_is_found_once_at_native_scale(width, heigh
     assert len(small) < len(kept) and len(detector.calls) == 1
 
 
+@pytest.mark.parametrize("width,height", [(3024, 4032), (3840, 2160)])
+def test_a_portrait_is_not_tiled_but_one_face_among_unseen_small_ones_is(width, height):
+    """A lone face filling the photo (a portrait, a selfie) ends the search after the full pass; a lone face
+    that is small for the photo (someone near in a hall of distant faces) does not: tiles find the rest."""
+    frame = np.zeros((height, width, 3), np.uint8)
+    side = min(width, height) // 3
+    portrait = StandInDetector([(width // 3, height // 4, width // 3 + side, height // 4 + side)])
+    portrait.frame = frame
+    boxes, _ = find_faces(_Model(portrait), frame, DetectionSettings())
+    assert len(boxes) == 1 and len(portrait.calls) == 1
+    near = (100, 100, 100 + int(0.1 * min(width, height)), 100 + int(0.1 * min(width, height)))
+    hall = StandInDetector([near] + _faces_grid(width, height, 30, 400)[5:])
+    hall.frame = frame
+    boxes, _ = find_faces(_Model(hall), frame, DetectionSettings())
+    assert len(hall.calls) > 1 and len(boxes) > 1
+    # asked for tiles, a portrait gets them
+    tiled = StandInDetector(portrait.faces)
+    tiled.frame = frame
+    find_faces(_Model(tiled), frame, DetectionSettings(mode="tiled"))
+    assert len(tiled.calls) > 1
+
+
 def test_merge_keeps_the_best_box_per_face_with_its_landmarks():
     a = (np.float32([[100, 100, 140, 140, 0.7], [500, 500, 530, 530, 0.8]]), np.float32(np.full((2, 5, 2), 1)))
     b = (np.float32([[102, 101, 141, 142, 0.9], [900, 100, 930, 130, 0.6]]), np.float32(np.full((2, 5, 2), 2)))

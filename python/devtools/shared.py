@@ -31,3 +31,16 @@ def identities(min_photos: int = 1) -> list[Path]:
 
 def sample(name: str) -> bytes:
     return (SAMPLES / name).read_bytes()
+
+
+def cpu_model() -> str:
+    """The CPU's model name ("Intel(R) Xeon(R) Processor"): figures are reported beside it."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
