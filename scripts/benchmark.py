@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -235,6 +236,7 @@ def main(argv=None) -> int:
             results["gallery_sweep"] = gallery_sweep(sizes)
     finally:
         pg.cleanup()
+        shutil.rmtree(tmp, ignore_errors=True)  # the servers' logs and data: nothing left in /tmp
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text(json.dumps(results, indent=2))
     print(f"report: {args.report}")
