@@ -55,7 +55,7 @@ def main(argv=None) -> int:
             create_key(conn, "Ms Tran (7B)", "teacher")
             create_key(conn, "attendance backend", "backend")
         scene = build_scene(url, headers, tmp, people_shown(url, 3, min_photos=4, headers=headers))
-        driver = chromium()
+        driver = chromium(tmp / "chromium")
 
         def text() -> str:
             return driver.find_element(By.TAG_NAME, "main").text

@@ -77,6 +77,13 @@ def test_a_roster_session_reads_in_names_counts_a_visitor_by_a_teachers_confirm_
     assert session["absent_students"] == [{"student_id": "absent-kid", "name": "Absent Kid"},
                                           {"student_id": "never-enrolled", "name": None}]
 
+    # enrolling the visitor's face under another id is refused, naming them; the item stays open
+    r = _call(url, "POST", f"/api/v1/sessions/701/review/{item['item_id']}", admin,
+              json={"action": "confirm", "student_id": "someone-else", "name": "Someone Else", "enrol": True})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "duplicate_face", r.text
+    assert r.json()["error"]["duplicate_of"][0]["student_id"] == visitor
+    assert _call(url, "GET", "/api/v1/students/someone-else", admin).status_code == 404
+
     # a teacher counts the visitor: confirmed by them, flagged as not on the roster
     r = _call(url, "POST", f"/api/v1/sessions/701/review/{item['item_id']}", teacher,
               json={"action": "confirm", "student_id": visitor})

@@ -24,8 +24,8 @@ pytestmark = pytest.mark.skipif(not shutil.which("chromedriver") or not shutil.w
 
 
 @pytest.fixture
-def browser():
-    driver = chromium()
+def browser(tmp_path_factory):
+    driver = chromium(tmp_path_factory.mktemp("chromium"))
     yield driver
     driver.quit()
 

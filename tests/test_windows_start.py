@@ -34,10 +34,19 @@ exit /b %STUB_RC%
 
 @pytest.fixture(scope="module")
 def wine_prefix(tmp_path_factory):
+    import glob
+    import tempfile
+
     prefix = tmp_path_factory.mktemp("wineprefix")
     env = {**os.environ, "WINEPREFIX": str(prefix), "WINEDEBUG": "-all"}
+    servers = os.path.join(tempfile.gettempdir(), "wine-*")
+    before = set(glob.glob(servers))
     subprocess.run([WINE, "cmd", "/c", "exit 0"], env=env, capture_output=True, timeout=180)
-    return prefix
+    yield prefix
+    # wineserver keeps a folder in /tmp whatever TMPDIR says: stop it and remove the folder (nothing left behind)
+    subprocess.run([shutil.which("wineserver") or "wineserver", "-k"], env=env, capture_output=True, timeout=60)
+    for folder in set(glob.glob(servers)) - before:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def run_bat(tmp_path, wine_prefix, *args, py_versions=None, python_ok=None, rc=0):

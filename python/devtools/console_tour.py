@@ -57,14 +57,15 @@ def start_session(url: str, headers: dict, scene: Scene, slot: int) -> None:
     assert r.status_code == 201, r.text
 
 
-def chromium(width: int = 1280, height: int = 1000):
+def chromium(profile: Path, width: int = 1280, height: int = 1000):
+    """Headless chromium whose profile lives in `profile` (else it leaves a folder in /tmp)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium")
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                f"--window-size={width},{height}"):
+                f"--window-size={width},{height}", f"--user-data-dir={profile}"):
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
     driver.implicitly_wait(0)
