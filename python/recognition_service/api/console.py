@@ -139,9 +139,10 @@ def _csrf() -> str:
 @bp.app_context_processor
 def _template_globals():
     zone = _zone()
+    offset = datetime.now(zone).strftime("%z")  # +0700
     return {"csrf_token": _csrf if request.path.startswith("/console") else (lambda: ""),
             "can": lambda endpoint: may(g.get("role"), endpoint),
-            "time_zone": f"{zone.key} (UTC{datetime.now(zone).strftime('%z')[:3]}:{datetime.now(zone).strftime('%z')[3:]})"}
+            "time_zone": f"{zone.key} (UTC{offset[:3]}:{offset[3:]})"}
 
 
 def _zone() -> ZoneInfo:
@@ -280,6 +281,7 @@ def logout():
 # one click must not make a random closest student look like the answer.
 WEAK_MATCH_BAND = 0.15
 
+
 @bp.get("/")
 def sessions():
     with get_db() as conn:
@@ -294,7 +296,8 @@ def session_page(slot_id: int):
         if found is None:
             abort(404)
         items = review_store.list_items(conn, slot_id, "open") or []
-        confirmers = actor_names(conn, {r["confirmed_by"] for r in found["recognized_students"] if r["confirmed_by"]})
+        confirmers = actor_names(conn, {r["confirmed_by"] for r in found["recognized_students"]
+                                        if r["confirmed_by"]})
     state = service_state()
     try:  # below this, a candidate is a weak match: shown, but not as the obvious choice
         weak_below = state.engine.threshold(state.engine.model(), found["threshold"]) - WEAK_MATCH_BAND

@@ -110,7 +110,8 @@ def get_item(conn, slot_id: int, item_id: str, *, lock: bool = False) -> dict | 
         return None
     with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
         cur.execute(f"""SELECT {_COLUMNS}, s.student_ids AS roster
-                        FROM review_items r JOIN sessions s USING (session_id) WHERE s.slot_id = %s AND r.item_id = %s {'FOR UPDATE OF r' if lock else ''}""",
+                        FROM review_items r JOIN sessions s USING (session_id)
+                        WHERE s.slot_id = %s AND r.item_id = %s {'FOR UPDATE OF r' if lock else ''}""",
                     (slot_id, item_id))
         row = cur.fetchone()
     if row is None:
