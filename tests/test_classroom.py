@@ -208,9 +208,12 @@ def test_a_worker_over_capacity_says_so_per_camera_in_the_session_the_health_and
         return cam if cam["fps_delivered"] is not None else None
 
     heavy_cam = wait_for(lambda: measured(2401), 40, "the heavy camera's delivered rate", interval=1.0)
-    light_cam = wait_for(lambda: measured(2402), 40, "the light camera's delivered rate", interval=1.0)
+    # served in full: a 4 s window holds 3 or 4 of its frames (one frame late reads 0.75), so its rate is read
+    # until it shows all four, as it does at once unless the heavy camera starves it
+    light_cam = wait_for(lambda: (cam := measured(2402)) and cam["fps_delivered"] >= 0.8 and cam, 20,
+                         "the light camera served in full", interval=1.0)
     assert heavy_cam["fps_asked"] == pytest.approx(10, abs=0.5) and heavy_cam["fps_delivered"] < 8, heavy_cam
-    assert light_cam["fps_asked"] == pytest.approx(1) and light_cam["fps_delivered"] >= 0.8, light_cam
+    assert light_cam["fps_asked"] == pytest.approx(1), light_cam
     health = requests.get(f"{server.url}/health", timeout=30).json()
     warning = " ".join(health.get("warnings", []))
     assert "slot 2401 camera 1" in warning and "over capacity" in warning, health
