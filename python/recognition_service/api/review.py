@@ -127,7 +127,7 @@ def act(slot_id: int, item_id: str, body: ReviewAction) -> dict:
                                                    quality=face.quality.to_dict(), crop_png=kept_crop(face))
                     result["face_id"] = face_id
                 name = students.names_for(conn, {body.student_id}).get(body.student_id, body.student_id)
-                roster = sessions_store.roster_of(conn, item["session_id"])
+                roster = item["roster"]
                 result["recognition_created"] = store.confirm(
                     conn, item, student_id=body.student_id, name=name, actor=g.actor,
                     on_roster=None if roster is None else body.student_id in roster)
@@ -141,4 +141,5 @@ def act(slot_id: int, item_id: str, body: ReviewAction) -> dict:
     result["item"].pop("embedding", None)
     result["item"].pop("session_id", None)
     result["item"].pop("model_fingerprint", None)
+    result["item"].pop("roster", None)
     return result

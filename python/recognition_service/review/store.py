@@ -103,7 +103,8 @@ def _name_candidates(conn, items: list[dict], roster: list[str] | None) -> None:
 
 
 def get_item(conn, slot_id: int, item_id: str, *, lock: bool = False) -> dict | None:
-    """One item of the slot's sessions, with its embedding and session id (for the actions)."""
+    """One item of the slot's sessions, with its embedding, session id and the session's roster (for the
+    actions)."""
     try:
         uuid.UUID(item_id)
     except ValueError:
@@ -119,7 +120,7 @@ def get_item(conn, slot_id: int, item_id: str, *, lock: bool = False) -> dict | 
     view = _view(row)
     _name_candidates(conn, [view], row["roster"])
     return {**view, "session_id": row["session_id"], "embedding": _vector(row["embedding"]),
-            "model_fingerprint": row["model_fingerprint"]}
+            "model_fingerprint": row["model_fingerprint"], "roster": row["roster"]}
 
 
 def confirm(conn, item: dict, *, student_id: str, name: str, actor: str, on_roster: bool | None = None) -> bool:

@@ -232,14 +232,6 @@ def list_sessions(conn, *, status: str | None, limit: int, offset: int) -> tuple
         return [_view(cur, row) for row in cur.fetchall()], total
 
 
-def roster_of(conn, session_id: int) -> list[str] | None:
-    """The session's roster (None: the whole gallery)."""
-    with conn.cursor() as cur:
-        cur.execute("SELECT student_ids FROM sessions WHERE session_id = %s", (session_id,))
-        row = cur.fetchone()
-    return row[0] if row else None
-
-
 def stop_session(conn, slot_id: int) -> bool:
     """End the slot's live session (its owner notices within SESSION_POLL_S); False when none is live."""
     with conn.cursor() as cur:
